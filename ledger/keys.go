@@ -1,0 +1,77 @@
+package ledger
+
+import (
+	"encoding/binary"
+
+	"github.com/auditledger/ledgerd/merkle"
+)
+
+// The Pebble key space. Every key starts with a one-byte table tag and a
+// slash, so each table is one contiguous range and tables never interleave.
+//
+//	e/<index:8 BE>          → leaf bytes                    (entries)
+//	i/<event id>            → <index:8 BE>                  (id → index)
+//	h/<leaf hash:32>        → <index:8 BE>                  (leaf hash → index)
+//	t/<level:1><tile:8 BE>  → N×32 bytes                    (tlog tile rows, N ≤ 256)
+//	m/state                 → tree state (see encodeState)
+//	m/format                → key-space version, "1"
+//
+// Reserved for other packages, which write through the Apply hooks or
+// their own Raft commands so that every node holds the same bytes:
+//
+//	q/  query indexes       f/  feed and sink cursors
+//	s/  security (tokens, subject keys)   x/  tiering
+const (
+	tagEntry = 'e'
+	tagID    = 'i'
+	tagHash  = 'h'
+	tagTile  = 't'
+)
+
+var (
+	keyState  = []byte("m/state")
+	keyFormat = []byte("m/format")
+)
+
+const keySpaceVersion = "1"
+
+func entryKey(index uint64) []byte {
+	k := make([]byte, 10)
+	k[0], k[1] = tagEntry, '/'
+	binary.BigEndian.PutUint64(k[2:], index)
+	return k
+}
+
+func idKey(id string) []byte {
+	k := make([]byte, 2+len(id))
+	k[0], k[1] = tagID, '/'
+	copy(k[2:], id)
+	return k
+}
+
+func hashKey(h merkle.Hash) []byte {
+	k := make([]byte, 2+merkle.HashSize)
+	k[0], k[1] = tagHash, '/'
+	copy(k[2:], h[:])
+	return k
+}
+
+func tileKey(level uint8, index uint64) []byte {
+	k := make([]byte, 11)
+	k[0], k[1], k[2] = tagTile, '/', level
+	binary.BigEndian.PutUint64(k[3:], index)
+	return k
+}
+
+// EntryKeyPrefix and EntryKey are exported for tools and tests that open
+// the Pebble directory directly (tamper tests, offline inspection).
+func EntryKey(index uint64) []byte { return entryKey(index) }
+
+func encodeIndex(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
+
+func decodeIndex(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}

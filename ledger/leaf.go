@@ -1,0 +1,216 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+)
+
+// Entry is what the ledger stores for one event: the event plus what the
+// server stamped on it before it was sequenced.
+type Entry struct {
+	Event
+	ReceivedAt int64  // server receive time, Unix nanoseconds
+	KeyID      string // id of the HMAC key that made Signature
+	Signature  []byte // HMAC-SHA256 over the leaf body (see EncodeLeaf)
+}
+
+// ReceivedTime returns ReceivedAt as a time.Time in UTC.
+func (e *Entry) ReceivedTime() time.Time { return time.Unix(0, e.ReceivedAt).UTC() }
+
+// LeafFormatV1 is the first byte of every version-1 leaf.
+const LeafFormatV1 = 0x01
+
+// The canonical leaf, version 1. Every string is uvarint(len) || bytes and
+// must be valid UTF-8; integers are minimal uvarints unless said otherwise.
+//
+//	leaf = body sig
+//	body = 0x01
+//	       id timestamp
+//	       actor.id actor.type actor.ip actor.session actor.userAgent
+//	       action.type action.resource action.resourceId action.result
+//	       context.requestId context.environment context.application context.version
+//	       version
+//	       uvarint(action.duration)
+//	       uvarint(n) n × (key value)      metadata, keys strictly ascending
+//	       receivedAt                      8 bytes, big-endian Unix nanoseconds
+//	sig  = keyId uvarint(len) signature    signature = HMAC-SHA256(key, body)
+//
+// Decoding is strict: a leaf decodes only if encoding the result gives
+// back the same bytes, so every entry has exactly one leaf.
+
+// appendBody appends the canonical body of e to dst.
+func appendBody(dst []byte, e *Entry) []byte {
+	dst = append(dst, LeafFormatV1)
+	for _, f := range e.stringFields() {
+		dst = appendString(dst, *f.v)
+	}
+	dst = binary.AppendUvarint(dst, uint64(e.Action.Duration))
+	dst = binary.AppendUvarint(dst, uint64(len(e.Action.Metadata)))
+	if len(e.Action.Metadata) > 0 {
+		keys := make([]string, 0, len(e.Action.Metadata))
+		for k := range e.Action.Metadata {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			dst = appendString(dst, k)
+			dst = appendString(dst, e.Action.Metadata[k])
+		}
+	}
+	return binary.BigEndian.AppendUint64(dst, uint64(e.ReceivedAt))
+}
+
+// EncodeLeaf returns the canonical leaf of e, signature included.
+func EncodeLeaf(e *Entry) []byte {
+	dst := appendBody(make([]byte, 0, 256), e)
+	dst = appendString(dst, e.KeyID)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Signature)))
+	return append(dst, e.Signature...)
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// leafReader reads the fields of a leaf in order.
+type leafReader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *leafReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: leaf: bad %s at byte %d", ErrInvalid, what, r.off)
+	}
+}
+
+func (r *leafReader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *leafReader) bytes(what string) []byte {
+	n := r.uvarint(what + " length")
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)-r.off) {
+		r.fail(what + " length")
+		return nil
+	}
+	v := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return v
+}
+
+func (r *leafReader) string(what string) string {
+	v := r.bytes(what)
+	if r.err == nil && !utf8.Valid(v) {
+		r.fail(what + " (not UTF-8)")
+	}
+	return string(v)
+}
+
+// DecodeLeaf parses a canonical leaf. It rejects, with an error wrapping
+// ErrInvalid, anything that is not exactly the encoding of an entry.
+func DecodeLeaf(leaf []byte) (*Entry, error) {
+	if len(leaf) == 0 || leaf[0] != LeafFormatV1 {
+		return nil, fmt.Errorf("%w: leaf: unknown format", ErrInvalid)
+	}
+	if len(leaf) > MaxEventBytes+1024 {
+		return nil, fmt.Errorf("%w: leaf: %d bytes is too long", ErrInvalid, len(leaf))
+	}
+	r := &leafReader{b: leaf, off: 1}
+	e := new(Entry)
+	for _, f := range e.stringFields() {
+		*f.v = r.string(f.name)
+	}
+	d := r.uvarint("action.duration")
+	if d > 1<<63-1 {
+		r.fail("action.duration")
+	}
+	e.Action.Duration = int64(d)
+	n := r.uvarint("metadata count")
+	if r.err == nil && n > uint64(len(leaf)-r.off)/2 {
+		r.fail("metadata count")
+	}
+	if r.err == nil && n > 0 {
+		e.Action.Metadata = make(map[string]string, n)
+		prev := ""
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			k := r.string("metadata key")
+			v := r.string("metadata value")
+			if r.err == nil && (k == "" || (i > 0 && k <= prev)) {
+				r.fail("metadata order")
+			}
+			prev = k
+			e.Action.Metadata[k] = v
+		}
+	}
+	if r.err == nil {
+		if len(leaf)-r.off < 8 {
+			r.fail("receivedAt")
+		} else {
+			e.ReceivedAt = int64(binary.BigEndian.Uint64(leaf[r.off:]))
+			r.off += 8
+		}
+	}
+	e.KeyID = r.string("keyId")
+	if sig := r.bytes("signature"); r.err == nil {
+		e.Signature = bytes.Clone(sig)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.off != len(leaf) {
+		return nil, fmt.Errorf("%w: leaf: %d trailing bytes", ErrInvalid, len(leaf)-r.off)
+	}
+	if !bytes.Equal(EncodeLeaf(e), leaf) {
+		return nil, fmt.Errorf("%w: leaf: not in canonical form", ErrInvalid)
+	}
+	return e, nil
+}
+
+// LeafID returns the event id of a leaf without decoding the rest.
+func LeafID(leaf []byte) (string, error) {
+	if len(leaf) == 0 || leaf[0] != LeafFormatV1 {
+		return "", fmt.Errorf("%w: leaf: unknown format", ErrInvalid)
+	}
+	r := &leafReader{b: leaf, off: 1}
+	id := r.bytes("id")
+	if r.err != nil {
+		return "", r.err
+	}
+	return string(id), nil
+}
+
+// leafBody returns the signed part of a leaf: everything before the key id.
+// The leaf must be canonical.
+func leafBody(leaf []byte, e *Entry) []byte {
+	sigLen := len(e.Signature)
+	tail := uvarintLen(uint64(len(e.KeyID))) + len(e.KeyID) + uvarintLen(uint64(sigLen)) + sigLen
+	return leaf[:len(leaf)-tail]
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}

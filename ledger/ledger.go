@@ -1,0 +1,442 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/auditledger/ledgerd/merkle"
+)
+
+// Committer makes a batch of sealed leaves durable and applied, and
+// returns one Result per leaf. The single-node committer calls
+// Store.Apply; the cluster's proposes the batch through Raft.
+type Committer interface {
+	Commit(ctx context.Context, leaves [][]byte) ([]Result, error)
+}
+
+// LocalCommitter commits straight to a Store, numbering batches itself.
+type LocalCommitter struct{ Store *Store }
+
+// Commit applies leaves as the next batch.
+func (c LocalCommitter) Commit(_ context.Context, leaves [][]byte) ([]Result, error) {
+	return c.Store.Apply(c.Store.State().LastApplied+1, leaves)
+}
+
+// Config configures a Ledger. Store, Origin, Signer and HMAC are required.
+type Config struct {
+	Store  *Store
+	Origin string      // checkpoint origin line
+	Signer note.Signer // Ed25519 checkpoint key
+	HMAC   *Keyring    // entry signatures
+
+	// Committer defaults to LocalCommitter{Store}.
+	Committer Committer
+
+	// Group commit: a batch closes at MaxBatchEvents events or
+	// MaxBatchBytes bytes, or when no append has arrived for MaxWait
+	// (0: as soon as the queue is empty). Defaults 10000, 16 MiB, 0.
+	MaxBatchEvents int
+	MaxBatchBytes  int
+	MaxWait        time.Duration
+	// MaxPending is how many append calls may queue before ErrPushback.
+	// Default 4096.
+	MaxPending int
+
+	// CheckpointInterval is the least time between two signed
+	// checkpoints. Default 2ms.
+	CheckpointInterval time.Duration
+
+	// Now and NewID stamp events; defaults time.Now and UUIDv7.
+	Now   func() time.Time
+	NewID func() string
+
+	Logger *slog.Logger
+}
+
+// AppendResult is what an append returns for one event.
+type AppendResult struct {
+	Index     uint64
+	ID        string
+	LeafHash  merkle.Hash
+	KeyID     string
+	Signature []byte
+	Duplicate bool // the id existed; these are the original entry's values
+}
+
+// Ledger is the write path of one node: it validates, stamps and signs
+// events in the caller's goroutine, gathers concurrent appends into one
+// batch (group commit), hands each batch to the Committer, and signs a
+// checkpoint of the Store after commits, at most every
+// CheckpointInterval.
+//
+// New starts two goroutines; Close stops them. The Store is the caller's
+// to close, after Close. All methods are safe for concurrent use.
+type Ledger struct {
+	cfg    Config
+	store  *Store
+	in     chan *pending
+	stop   chan struct{}
+	done   chan struct{} // closed when the sequencer has exited
+	closed atomic.Bool
+	wg     sync.WaitGroup
+
+	cpMu      sync.Mutex
+	cp        *Checkpoint
+	cpChanged chan struct{}
+}
+
+type pending struct {
+	leaves  [][]byte
+	bytes   int
+	results []Result
+	err     error
+	done    chan struct{}
+}
+
+// New starts a ledger over cfg.Store.
+func New(cfg Config) (*Ledger, error) {
+	if cfg.Store == nil || cfg.Signer == nil || cfg.HMAC == nil || cfg.Origin == "" {
+		return nil, errors.New("ledger: Config needs Store, Origin, Signer and HMAC")
+	}
+	if cfg.Committer == nil {
+		cfg.Committer = LocalCommitter{cfg.Store}
+	}
+	if cfg.MaxBatchEvents <= 0 {
+		cfg.MaxBatchEvents = MaxBatchEvents
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = MaxBatchBytes
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 4096
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 2 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = func() string { return uuid.Must(uuid.NewV7()).String() }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	l := &Ledger{
+		cfg:       cfg,
+		store:     cfg.Store,
+		in:        make(chan *pending, cfg.MaxPending),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		cpChanged: make(chan struct{}),
+	}
+	st := l.store.State()
+	cp, err := SignCheckpoint(cfg.Signer, cfg.Origin, st.Size, st.Root)
+	if err != nil {
+		return nil, err
+	}
+	l.cp = cp
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); defer close(l.done); l.sequence() }()
+	go func() { defer l.wg.Done(); l.checkpoints() }()
+	return l, nil
+}
+
+// Store returns the ledger's store.
+func (l *Ledger) Store() *Store { return l.store }
+
+// Origin returns the checkpoint origin.
+func (l *Ledger) Origin() string { return l.cfg.Origin }
+
+// Close stops accepting appends, commits those already queued, stops the
+// checkpoint signer and returns. It does not close the Store.
+func (l *Ledger) Close(ctx context.Context) error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	close(l.stop)
+	waited := make(chan struct{})
+	go func() { l.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ledger: close: %w", ctx.Err())
+	}
+}
+
+// Seal validates events and turns them into signed leaves, stamping ids
+// and receive time. It is exported for the cluster's forwarding path.
+func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
+	if len(events) == 0 {
+		return nil, 0, fmt.Errorf("%w: no events", ErrInvalid)
+	}
+	if len(events) > MaxBatchEvents {
+		return nil, 0, fmt.Errorf("%w: %d events in one batch; at most %d", ErrTooLarge, len(events), MaxBatchEvents)
+	}
+	now := l.cfg.Now().UnixNano()
+	leaves := make([][]byte, len(events))
+	total := 0
+	for i := range events {
+		e := Entry{Event: events[i], ReceivedAt: now}
+		if err := e.Validate(); err != nil {
+			return nil, 0, batchFieldError(len(events), i, err)
+		}
+		if e.ID == "" {
+			e.ID = l.cfg.NewID()
+		}
+		leaf := l.cfg.HMAC.sealLeaf(&e)
+		if len(leaf) > MaxEventBytes {
+			return nil, 0, fmt.Errorf("%w: event %d is %d bytes encoded; at most %d", ErrTooLarge, i, len(leaf), MaxEventBytes)
+		}
+		total += len(leaf)
+		leaves[i] = leaf
+	}
+	if total > MaxBatchBytes {
+		return nil, 0, fmt.Errorf("%w: batch is %d bytes encoded; at most %d", ErrTooLarge, total, MaxBatchBytes)
+	}
+	return leaves, total, nil
+}
+
+func batchFieldError(n, i int, err error) error {
+	var fe *FieldError
+	if n > 1 && errors.As(err, &fe) {
+		return &FieldError{Field: fmt.Sprintf("events[%d].%s", i, fe.Field), Reason: fe.Reason}
+	}
+	return err
+}
+
+// Append validates, signs and commits events as one unit: all of them are
+// in the same batch, or none is written. It returns when the batch is
+// durable. Events with an id already in the log are not appended again;
+// their result is the original's, marked Duplicate.
+func (l *Ledger) Append(ctx context.Context, events []Event) ([]AppendResult, error) {
+	leaves, n, err := l.Seal(events)
+	if err != nil {
+		return nil, err
+	}
+	results, err := l.CommitLeaves(ctx, leaves, n)
+	if err != nil {
+		return nil, err
+	}
+	return AppendResults(results)
+}
+
+// AppendResults turns Store results into append results.
+func AppendResults(results []Result) ([]AppendResult, error) {
+	out := make([]AppendResult, len(results))
+	for i, r := range results {
+		e, err := DecodeLeaf(r.Leaf)
+		if err != nil {
+			return nil, fmt.Errorf("%w: stored leaf %d: %v", ErrCorrupt, r.Index, err)
+		}
+		out[i] = AppendResult{Index: r.Index, ID: r.ID, LeafHash: r.LeafHash, KeyID: e.KeyID, Signature: e.Signature, Duplicate: r.Duplicate}
+	}
+	return out, nil
+}
+
+// CommitLeaves queues sealed leaves for the next batch and waits for the
+// commit. bytes is their total size.
+func (l *Ledger) CommitLeaves(ctx context.Context, leaves [][]byte, bytes int) ([]Result, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	p := &pending{leaves: leaves, bytes: bytes, done: make(chan struct{})}
+	select {
+	case l.in <- p:
+	default:
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case l.in <- p:
+		case <-t.C:
+			return nil, ErrPushback
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-l.done:
+			return nil, ErrClosed
+		}
+	}
+	select {
+	case <-p.done:
+		return p.results, p.err
+	case <-l.done:
+		// The sequencer drains the queue before exiting; p.done is
+		// closed unless p arrived after the drain.
+		select {
+		case <-p.done:
+			return p.results, p.err
+		default:
+			return nil, ErrClosed
+		}
+	case <-ctx.Done():
+		// The batch may still commit; a retry with the same ids is safe.
+		return nil, ctx.Err()
+	}
+}
+
+// sequence is the group-commit loop.
+func (l *Ledger) sequence() {
+	var carry *pending
+	for {
+		var first *pending
+		if carry != nil {
+			first, carry = carry, nil
+		} else {
+			select {
+			case first = <-l.in:
+			case <-l.stop:
+				// Drain what was queued before Close.
+				for {
+					select {
+					case p := <-l.in:
+						l.commit([]*pending{p})
+					default:
+						return
+					}
+				}
+			}
+		}
+		batch := []*pending{first}
+		n, size := len(first.leaves), first.bytes
+		var wait <-chan time.Time
+		var timer *time.Timer
+		if l.cfg.MaxWait > 0 {
+			timer = time.NewTimer(l.cfg.MaxWait)
+			wait = timer.C
+		}
+	gather:
+		for n < l.cfg.MaxBatchEvents && size < l.cfg.MaxBatchBytes {
+			var p *pending
+			select {
+			case p = <-l.in:
+			default:
+				if wait == nil {
+					break gather
+				}
+				select {
+				case p = <-l.in:
+				case <-wait:
+					break gather
+				}
+			}
+			if n+len(p.leaves) > l.cfg.MaxBatchEvents || size+p.bytes > l.cfg.MaxBatchBytes {
+				carry = p
+				break
+			}
+			batch = append(batch, p)
+			n += len(p.leaves)
+			size += p.bytes
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		l.commit(batch)
+	}
+}
+
+func (l *Ledger) commit(batch []*pending) {
+	var leaves [][]byte
+	if len(batch) == 1 {
+		leaves = batch[0].leaves
+	} else {
+		for _, p := range batch {
+			leaves = append(leaves, p.leaves...)
+		}
+	}
+	results, err := l.cfg.Committer.Commit(context.Background(), leaves)
+	if err == nil && len(results) != len(leaves) {
+		err = fmt.Errorf("%w: committer returned %d results for %d leaves", ErrCorrupt, len(results), len(leaves))
+	}
+	if err != nil {
+		l.cfg.Logger.Error("commit failed", "leaves", len(leaves), "err", err)
+	}
+	off := 0
+	for _, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.results = results[off : off+len(p.leaves)]
+		}
+		off += len(p.leaves)
+		close(p.done)
+	}
+}
+
+// checkpoints signs a checkpoint after commits, at most every
+// CheckpointInterval, and always one covering the newest entry.
+func (l *Ledger) checkpoints() {
+	var last time.Time
+	for {
+		changed := l.store.Changed()
+		st := l.store.State()
+		if cur := l.Checkpoint(); st.Size != cur.Size || st.Root != cur.Root {
+			if wait := l.cfg.CheckpointInterval - time.Since(last); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-l.stop:
+					t.Stop()
+					return
+				}
+				continue // re-read the state: more may have committed
+			}
+			cp, err := SignCheckpoint(l.cfg.Signer, l.cfg.Origin, st.Size, st.Root)
+			if err != nil {
+				l.cfg.Logger.Error("checkpoint signing failed", "size", st.Size, "err", err)
+			} else {
+				last = time.Now()
+				l.publish(cp)
+			}
+			continue
+		}
+		select {
+		case <-changed:
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+func (l *Ledger) publish(cp *Checkpoint) {
+	l.cpMu.Lock()
+	l.cp = cp
+	close(l.cpChanged)
+	l.cpChanged = make(chan struct{})
+	l.cpMu.Unlock()
+}
+
+// Checkpoint returns the newest signed checkpoint. It never covers more
+// than the Store has committed.
+func (l *Ledger) Checkpoint() *Checkpoint {
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
+	return l.cp
+}
+
+// WaitCheckpoint waits for a checkpoint of at least size leaves.
+func (l *Ledger) WaitCheckpoint(ctx context.Context, size uint64) (*Checkpoint, error) {
+	for {
+		l.cpMu.Lock()
+		cp, ch := l.cp, l.cpChanged
+		l.cpMu.Unlock()
+		if cp.Size >= size {
+			return cp, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-l.stop:
+			return nil, ErrClosed
+		}
+	}
+}

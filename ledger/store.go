@@ -1,0 +1,509 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/auditledger/ledgerd/merkle"
+)
+
+// maxTileLevels bounds the tile levels a tree can have: 8 levels of 8 tree
+// levels each cover 2^64 leaves.
+const maxTileLevels = 8
+
+// TreeState is the committed state of the tree, as readers see it.
+type TreeState struct {
+	Size        uint64      // number of leaves
+	Root        merkle.Hash // root hash at Size
+	LastApplied uint64      // sequence number of the last applied batch
+}
+
+// Result is the outcome of applying one leaf.
+type Result struct {
+	Index     uint64      // index of the entry (the original one for a duplicate)
+	ID        string      // event id
+	LeafHash  merkle.Hash // leaf hash of the entry at Index
+	Leaf      []byte      // leaf bytes of the entry at Index
+	Duplicate bool        // the id existed; nothing was appended for this leaf
+}
+
+// KVWriter is the part of a Pebble batch an ApplyHook may use. Keys must
+// lie in the hook's own reserved table (see keys.go).
+type KVWriter interface {
+	Set(key, value []byte) error
+	Delete(key []byte) error
+}
+
+// ApplyHook is called inside Apply for every new (non-duplicate) entry,
+// in index order, with the batch that commits it. It must be
+// deterministic: same inputs, same writes, on every node.
+type ApplyHook func(w KVWriter, index uint64, leaf []byte) error
+
+// StoreOptions configure a Store.
+type StoreOptions struct {
+	// NoSync commits without fsync. Only safe when another durable log
+	// (Raft's) can replay what a crash loses, or in benchmarks that say so.
+	NoSync bool
+	// Hooks run inside Apply; see ApplyHook.
+	Hooks []ApplyHook
+	// TileCacheSize is the number of full tiles whose inner nodes are kept
+	// in memory for proofs. Default 2048 (about 32 MiB).
+	TileCacheSize int
+	// FS, when set, replaces the OS file system (tests use vfs.NewMem()).
+	Pebble *pebble.Options
+}
+
+// Store is the ledger state machine on Pebble: entries, the Merkle tree as
+// tlog tiles, and the id and leaf-hash indexes. Apply is the only writer;
+// it is deterministic, so the same sequence of batches gives the same
+// bytes and roots on every node. Reads are safe concurrently with Apply
+// and see only committed state.
+type Store struct {
+	db     *pebble.DB
+	sync   *pebble.WriteOptions
+	hooks  []ApplyHook
+	tiles  *tileCache
+	state  atomic.Pointer[TreeState]
+	failed atomic.Pointer[error]
+
+	applyMu sync.Mutex // serialises Apply; guards the fields below
+	rng     *merkle.Range
+	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced after every commit
+}
+
+// OpenStore opens (creating if needed) the store in dir.
+func OpenStore(dir string, opts StoreOptions) (*Store, error) {
+	po := opts.Pebble
+	if po == nil {
+		po = &pebble.Options{}
+	}
+	if po.MemTableSize == 0 {
+		po.MemTableSize = 64 << 20
+	}
+	if po.FormatMajorVersion == 0 {
+		po.FormatMajorVersion = pebble.FormatNewest
+	}
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	if po.Logger == nil {
+		po.Logger = quietLogger{}
+	}
+	if po.FS == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("ledger: create data dir: %w", err)
+		}
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open pebble in %s: %w", dir, err)
+	}
+	s := &Store{
+		db:      db,
+		sync:    pebble.Sync,
+		hooks:   opts.Hooks,
+		tiles:   newTileCache(opts.TileCacheSize),
+		changed: make(chan struct{}),
+	}
+	if opts.NoSync {
+		s.sync = pebble.NoSync
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// quietLogger drops Pebble's informational messages and keeps errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{}) {}
+func (quietLogger) Errorf(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func (s *Store) load() error {
+	v, err := s.get(keyFormat)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if err := s.db.Set(keyFormat, []byte(keySpaceVersion), pebble.Sync); err != nil {
+			return fmt.Errorf("ledger: write format: %w", err)
+		}
+	case err != nil:
+		return err
+	case string(v) != keySpaceVersion:
+		return fmt.Errorf("%w: key-space version %q, want %q", ErrCorrupt, v, keySpaceVersion)
+	}
+	st := TreeState{}
+	s.rng = merkle.NewRange()
+	v, err = s.get(keyState)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		size, applied, frontier, err := decodeState(v)
+		if err != nil {
+			return err
+		}
+		if s.rng, err = merkle.RestoreRange(size, frontier); err != nil {
+			return fmt.Errorf("%w: tree state: %v", ErrCorrupt, err)
+		}
+		st = TreeState{Size: size, LastApplied: applied}
+	}
+	st.Root = s.rng.Root()
+	// Load the right-edge rows of partial tiles.
+	for lvl := uint8(0); lvl < maxTileLevels; lvl++ {
+		count := levelCount(st.Size, lvl)
+		if w := int(count % merkle.TileWidth); w > 0 {
+			row, err := s.tileRow(lvl, count/merkle.TileWidth)
+			if err != nil {
+				return err
+			}
+			if len(row) < w {
+				return fmt.Errorf("%w: tile %d/%d has %d hashes, want %d", ErrCorrupt, lvl, count/merkle.TileWidth, len(row), w)
+			}
+			s.edge[lvl] = append(make([]merkle.Hash, 0, merkle.TileWidth), row[:w]...)
+		}
+	}
+	s.state.Store(&st)
+	return nil
+}
+
+// levelCount is how many complete nodes tree level 8*tileLevel has in a
+// tree of size leaves.
+func levelCount(size uint64, tileLevel uint8) uint64 {
+	shift := uint(tileLevel) * merkle.TileHeight
+	if shift >= 64 {
+		return 0
+	}
+	return size >> shift
+}
+
+// state layout: 0x01 | size:8 | lastApplied:8 | popcount(size) × 32-byte frontier hashes.
+func encodeState(size, applied uint64, frontier []merkle.Hash) []byte {
+	b := make([]byte, 0, 17+32*len(frontier))
+	b = append(b, 1)
+	b = binary.BigEndian.AppendUint64(b, size)
+	b = binary.BigEndian.AppendUint64(b, applied)
+	for _, h := range frontier {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func decodeState(b []byte) (size, applied uint64, frontier []merkle.Hash, err error) {
+	if len(b) < 17 || b[0] != 1 {
+		return 0, 0, nil, fmt.Errorf("%w: tree state header", ErrCorrupt)
+	}
+	size = binary.BigEndian.Uint64(b[1:])
+	applied = binary.BigEndian.Uint64(b[9:])
+	rest := b[17:]
+	if len(rest) != 32*bits.OnesCount64(size) {
+		return 0, 0, nil, fmt.Errorf("%w: tree state has %d frontier bytes for size %d", ErrCorrupt, len(rest), size)
+	}
+	for ; len(rest) > 0; rest = rest[32:] {
+		frontier = append(frontier, merkle.Hash(rest[:32]))
+	}
+	return size, applied, frontier, nil
+}
+
+// State returns the committed tree state.
+func (s *Store) State() TreeState { return *s.state.Load() }
+
+// Changed returns a channel that is closed at the next commit.
+func (s *Store) Changed() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
+
+func (s *Store) notify() {
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changedMu.Unlock()
+}
+
+// Close closes the database. Apply must not be running.
+func (s *Store) Close() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Apply appends a batch of canonical leaves as batch number seq.
+//
+// It is deterministic and idempotent: a seq at or below the last applied
+// one changes nothing (the results are looked up again), a leaf whose
+// event id is already stored (or appears earlier in the same batch) is a
+// duplicate and gets the original's index. Everything the batch changes —
+// entries, indexes, tiles, tree state, hook writes and seq — is written in
+// one Pebble batch, synced unless the store was opened with NoSync.
+//
+// A malformed leaf rejects the whole batch with ErrInvalid and changes
+// nothing. A storage failure poisons the store: every later Apply fails,
+// because the in-memory tree may be ahead of what the disk holds.
+func (s *Store) Apply(seq uint64, leaves [][]byte) ([]Result, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	if errp := s.failed.Load(); errp != nil {
+		return nil, *errp
+	}
+	st := s.State()
+	if seq <= st.LastApplied {
+		return s.lookupResults(leaves)
+	}
+
+	// Phase 1: read-only checks. Nothing has changed if this fails.
+	results := make([]Result, len(leaves))
+	var seen map[string]int
+	if len(leaves) > 1 {
+		seen = make(map[string]int, len(leaves))
+	}
+	for i, leaf := range leaves {
+		id, err := LeafID(leaf)
+		if err != nil {
+			return nil, fmt.Errorf("leaf %d of batch %d: %w", i, seq, err)
+		}
+		if id == "" {
+			return nil, fmt.Errorf("%w: leaf %d of batch %d has no id", ErrInvalid, i, seq)
+		}
+		results[i].ID = id
+		if j, ok := seen[id]; ok {
+			results[i].Duplicate = true
+			results[i].Index = uint64(j) // resolved to the first's index below
+			continue
+		}
+		if seen != nil {
+			seen[id] = i
+		}
+		idx, err := s.indexOf(idKey(id))
+		switch {
+		case err == nil:
+			orig, err := s.Leaf(idx)
+			if err != nil {
+				return nil, err
+			}
+			results[i] = Result{Index: idx, ID: id, LeafHash: merkle.LeafHash(orig), Leaf: orig, Duplicate: true}
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+	}
+
+	// Phase 2: extend the tree and fill the batch.
+	b := s.db.NewBatch()
+	defer b.Close()
+	var dirty [maxTileLevels]bool
+	visit := func(id merkle.NodeID, h merkle.Hash) {
+		if id.Level%merkle.TileHeight != 0 {
+			return
+		}
+		lvl := id.Level / merkle.TileHeight
+		s.edge[lvl] = append(s.edge[lvl], h)
+		dirty[lvl] = true
+		if len(s.edge[lvl]) == merkle.TileWidth {
+			b.Set(tileKey(lvl, id.Index/merkle.TileWidth), encodeRow(s.edge[lvl]), nil)
+			s.edge[lvl] = s.edge[lvl][:0]
+			dirty[lvl] = false
+		}
+	}
+	for i, leaf := range leaves {
+		r := &results[i]
+		if r.Duplicate {
+			if r.Leaf == nil { // duplicate within this batch
+				*r = results[r.Index]
+				r.Duplicate = true
+			}
+			continue
+		}
+		idx := s.rng.Size()
+		r.Index, r.Leaf, r.LeafHash = idx, leaf, merkle.LeafHash(leaf)
+		s.rng.Append(r.LeafHash, visit)
+		b.Set(entryKey(idx), leaf, nil)
+		b.Set(idKey(r.ID), encodeIndex(idx), nil)
+		b.Set(hashKey(r.LeafHash), encodeIndex(idx), nil)
+		for _, h := range s.hooks {
+			if err := h(batchWriter{b}, idx, leaf); err != nil {
+				return nil, s.poison(fmt.Errorf("ledger: apply hook at index %d: %w", idx, err))
+			}
+		}
+	}
+	size := s.rng.Size()
+	for lvl, d := range dirty {
+		if d && len(s.edge[lvl]) > 0 {
+			b.Set(tileKey(uint8(lvl), levelCount(size, uint8(lvl))/merkle.TileWidth), encodeRow(s.edge[lvl]), nil)
+		}
+	}
+	b.Set(keyState, encodeState(size, seq, s.rng.Hashes()), nil)
+
+	// Phase 3: commit, then publish.
+	if err := b.Commit(s.sync); err != nil {
+		return nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+	}
+	s.state.Store(&TreeState{Size: size, Root: s.rng.Root(), LastApplied: seq})
+	s.notify()
+	return results, nil
+}
+
+func (s *Store) poison(err error) error {
+	s.failed.CompareAndSwap(nil, &err)
+	return err
+}
+
+// lookupResults answers a replayed batch from what is stored.
+func (s *Store) lookupResults(leaves [][]byte) ([]Result, error) {
+	results := make([]Result, len(leaves))
+	for i, leaf := range leaves {
+		id, err := LeafID(leaf)
+		if err != nil {
+			return nil, err
+		}
+		idx, err := s.indexOf(idKey(id))
+		if err != nil {
+			return nil, fmt.Errorf("ledger: replayed batch: id %q: %w", id, err)
+		}
+		orig, err := s.Leaf(idx)
+		if err != nil {
+			return nil, err
+		}
+		results[i] = Result{Index: idx, ID: id, LeafHash: merkle.LeafHash(orig), Leaf: orig, Duplicate: !bytes.Equal(orig, leaf)}
+	}
+	return results, nil
+}
+
+// batchWriter adapts a Pebble batch to KVWriter.
+type batchWriter struct{ b *pebble.Batch }
+
+func (w batchWriter) Set(key, value []byte) error { return w.b.Set(key, value, nil) }
+func (w batchWriter) Delete(key []byte) error     { return w.b.Delete(key, nil) }
+
+func encodeRow(row []merkle.Hash) []byte {
+	b := make([]byte, 0, len(row)*merkle.HashSize)
+	for i := range row {
+		b = append(b, row[i][:]...)
+	}
+	return b
+}
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %q: %w", key[:2], err)
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, nil
+}
+
+func (s *Store) indexOf(key []byte) (uint64, error) {
+	v, err := s.get(key)
+	if err != nil {
+		return 0, err
+	}
+	idx, ok := decodeIndex(v)
+	if !ok || idx >= s.State().Size {
+		// The index table is written in the same batch as the entry, so
+		// an index beyond the committed size means the data is corrupt.
+		return 0, fmt.Errorf("%w: index entry %q", ErrCorrupt, key)
+	}
+	return idx, nil
+}
+
+// Leaf returns the leaf bytes at index.
+func (s *Store) Leaf(index uint64) ([]byte, error) {
+	if index >= s.State().Size {
+		return nil, fmt.Errorf("%w: index %d (tree size %d)", ErrNotFound, index, s.State().Size)
+	}
+	v, err := s.get(entryKey(index))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: entry %d missing below tree size", ErrCorrupt, index)
+	}
+	return v, err
+}
+
+// IndexByID returns the index of the entry with event id id.
+func (s *Store) IndexByID(id string) (uint64, error) {
+	idx, err := s.indexOf(idKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("%w: id %q", ErrNotFound, id)
+	}
+	return idx, err
+}
+
+// IndexByLeafHash returns the index of the entry whose leaf hash is h.
+func (s *Store) IndexByLeafHash(h merkle.Hash) (uint64, error) {
+	idx, err := s.indexOf(hashKey(h))
+	if errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("%w: leaf hash %x", ErrNotFound, h[:])
+	}
+	return idx, err
+}
+
+// ScanLeaves calls fn for each entry from index from up to (not
+// including) the committed size at the time of the call, in order.
+func (s *Store) ScanLeaves(ctx context.Context, from uint64, fn func(index uint64, leaf []byte) error) error {
+	size := s.State().Size
+	if from >= size {
+		return nil
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: entryKey(from), UpperBound: entryKey(size)})
+	if err != nil {
+		return fmt.Errorf("ledger: scan: %w", err)
+	}
+	defer it.Close()
+	want := from
+	for ok := it.First(); ok; ok = it.Next() {
+		if want%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		idx := binary.BigEndian.Uint64(it.Key()[2:])
+		if idx != want {
+			return fmt.Errorf("%w: entry %d missing", ErrCorrupt, want)
+		}
+		if err := fn(idx, it.Value()); err != nil {
+			return err
+		}
+		want++
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("ledger: scan: %w", err)
+	}
+	if want != size {
+		return fmt.Errorf("%w: entry %d missing", ErrCorrupt, want)
+	}
+	return nil
+}
+
+// DB exposes the Pebble handle to the packages that keep their own
+// tables in it (see keys.go) and to snapshots. Writes must go through
+// Apply hooks or the owning package's deterministic commands.
+func (s *Store) DB() *pebble.DB { return s.db }

@@ -1,0 +1,188 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/auditledger/ledgerd/merkle"
+)
+
+// tileRow reads the stored row of tile (level, index). Rows only ever grow
+// (a partial tile is rewritten wider until it is full), so any stored row
+// holds every node that was complete when it was written.
+func (s *Store) tileRow(level uint8, index uint64) ([]merkle.Hash, error) {
+	v, err := s.get(tileKey(level, index))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: tile %d/%d missing", ErrCorrupt, level, index)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(v)%merkle.HashSize != 0 || len(v) == 0 || len(v) > merkle.TileWidth*merkle.HashSize {
+		return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
+	}
+	row := make([]merkle.Hash, len(v)/merkle.HashSize)
+	for i := range row {
+		copy(row[i][:], v[i*merkle.HashSize:])
+	}
+	return row, nil
+}
+
+// TileRow returns the stored row of a tile, for serving tlog tiles.
+func (s *Store) TileRow(level uint8, index uint64) ([]merkle.Hash, error) {
+	return s.tileRow(level, index)
+}
+
+// nodeHash returns the hash of a complete node. The caller guarantees the
+// node is complete in the committed tree.
+func (s *Store) nodeHash(id merkle.NodeID) (merkle.Hash, error) {
+	t, r, start := merkle.TileForNode(id)
+	if ft := s.tiles.get(t.Level, t.Index); ft != nil {
+		return ft.node(r, start>>r), nil
+	}
+	row, err := s.tileRow(t.Level, t.Index)
+	if err != nil {
+		return merkle.Hash{}, err
+	}
+	if len(row) == merkle.TileWidth {
+		ft := newFullTile(row)
+		s.tiles.put(t.Level, t.Index, ft)
+		return ft.node(r, start>>r), nil
+	}
+	h, err := merkle.TileNodeHash(row, r, start>>r)
+	if err != nil {
+		return merkle.Hash{}, fmt.Errorf("%w: node %d/%d: %v", ErrCorrupt, id.Level, id.Index, err)
+	}
+	return h, nil
+}
+
+func (s *Store) fetch(nodes merkle.Nodes) ([]merkle.Hash, error) {
+	hashes := make([]merkle.Hash, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		h, err := s.nodeHash(id)
+		if err != nil {
+			return nil, err
+		}
+		hashes[i] = h
+	}
+	return nodes.Rehash(hashes)
+}
+
+// InclusionProof returns the proof that leaf index is in the tree of the
+// given size. size must not exceed the committed size.
+func (s *Store) InclusionProof(index, size uint64) ([]merkle.Hash, error) {
+	if cur := s.State().Size; size > cur {
+		return nil, fmt.Errorf("%w: tree size %d is beyond the current size %d", ErrInvalid, size, cur)
+	}
+	if index >= size {
+		return nil, fmt.Errorf("%w: index %d is not below tree size %d", ErrInvalid, index, size)
+	}
+	nodes, err := merkle.InclusionNodes(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return s.fetch(nodes)
+}
+
+// ConsistencyProof returns the proof that the tree of size1 is a prefix of
+// the tree of size2. size2 must not exceed the committed size.
+func (s *Store) ConsistencyProof(size1, size2 uint64) ([]merkle.Hash, error) {
+	if cur := s.State().Size; size2 > cur {
+		return nil, fmt.Errorf("%w: tree size %d is beyond the current size %d", ErrInvalid, size2, cur)
+	}
+	if size1 > size2 {
+		return nil, fmt.Errorf("%w: from size %d is beyond to size %d", ErrInvalid, size1, size2)
+	}
+	nodes, err := merkle.ConsistencyNodes(size1, size2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return s.fetch(nodes)
+}
+
+// RootAt returns the root hash of the tree at an earlier (or the current) size.
+func (s *Store) RootAt(size uint64) (merkle.Hash, error) {
+	st := s.State()
+	if size > st.Size {
+		return merkle.Hash{}, fmt.Errorf("%w: tree size %d is beyond the current size %d", ErrInvalid, size, st.Size)
+	}
+	if size == st.Size {
+		return st.Root, nil
+	}
+	ids := merkle.RangeNodes(size)
+	hashes := make([]merkle.Hash, len(ids))
+	for i, id := range ids {
+		h, err := s.nodeHash(id)
+		if err != nil {
+			return merkle.Hash{}, err
+		}
+		hashes[i] = h
+	}
+	r, err := merkle.RestoreRange(size, hashes)
+	if err != nil {
+		return merkle.Hash{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return r.Root(), nil
+}
+
+// fullTile holds every node of a full tile: levels[r] has 256>>r hashes.
+type fullTile struct {
+	levels [merkle.TileHeight + 1][]merkle.Hash
+}
+
+func newFullTile(row []merkle.Hash) *fullTile {
+	ft := &fullTile{}
+	ft.levels[0] = row
+	for r := 1; r <= merkle.TileHeight; r++ {
+		below := ft.levels[r-1]
+		cur := make([]merkle.Hash, len(below)/2)
+		for i := range cur {
+			cur[i] = merkle.NodeHash(below[2*i], below[2*i+1])
+		}
+		ft.levels[r] = cur
+	}
+	return ft
+}
+
+func (ft *fullTile) node(r uint8, k int) merkle.Hash { return ft.levels[r][k] }
+
+// tileCache keeps computed full tiles (which never change), evicting the
+// oldest when full.
+type tileCache struct {
+	mu    sync.Mutex
+	max   int
+	m     map[[2]uint64]*fullTile
+	order [][2]uint64
+	next  int
+}
+
+func newTileCache(n int) *tileCache {
+	if n <= 0 {
+		n = 2048
+	}
+	return &tileCache{max: n, m: make(map[[2]uint64]*fullTile, n)}
+}
+
+func (c *tileCache) get(level uint8, index uint64) *fullTile {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[[2]uint64{uint64(level), index}]
+}
+
+func (c *tileCache) put(level uint8, index uint64, ft *fullTile) {
+	k := [2]uint64{uint64(level), index}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; ok {
+		return
+	}
+	if len(c.order) < c.max {
+		c.order = append(c.order, k)
+	} else {
+		delete(c.m, c.order[c.next])
+		c.order[c.next] = k
+		c.next = (c.next + 1) % c.max
+	}
+	c.m[k] = ft
+}
