@@ -18,8 +18,13 @@ import (
 // Committer makes a batch of sealed leaves durable and applied, and
 // returns one Result per leaf. The single-node committer calls
 // Store.Apply; the cluster's proposes the batch through Raft.
+//
+// CommitKV replicates writes to the reserved tables of other packages
+// (feed cursors, tokens, subject keys) the same way, applied with
+// Store.ApplyKV, so every node holds the same bytes.
 type Committer interface {
 	Commit(ctx context.Context, leaves [][]byte) ([]Result, error)
+	CommitKV(ctx context.Context, ops []KV) error
 }
 
 // LocalCommitter commits straight to a Store, numbering batches itself.
@@ -29,6 +34,15 @@ type LocalCommitter struct{ Store *Store }
 func (c LocalCommitter) Commit(_ context.Context, leaves [][]byte) ([]Result, error) {
 	return c.Store.Apply(c.Store.State().LastApplied+1, leaves)
 }
+
+// CommitKV applies ops as the next batch.
+func (c LocalCommitter) CommitKV(_ context.Context, ops []KV) error {
+	return c.Store.ApplyKV(c.Store.State().LastApplied+1, ops)
+}
+
+// Committer returns the ledger's committer, for packages that replicate
+// their own state (CommitKV).
+func (l *Ledger) Committer() Committer { return l.cfg.Committer }
 
 // Config configures a Ledger. Store, Origin, Signer and HMAC are required.
 type Config struct {

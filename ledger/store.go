@@ -507,3 +507,66 @@ func (s *Store) ScanLeaves(ctx context.Context, from uint64, fn func(index uint6
 // tables in it (see keys.go) and to snapshots. Writes must go through
 // Apply hooks or the owning package's deterministic commands.
 func (s *Store) DB() *pebble.DB { return s.db }
+
+// KV is one write to a reserved table (see keys.go): a set, or a delete
+// when Delete is true.
+type KV struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+}
+
+// reservedTag reports whether key lies in a table other packages may
+// write through ApplyKV.
+func reservedTag(key []byte) bool {
+	if len(key) < 3 || key[1] != '/' {
+		return false
+	}
+	switch key[0] {
+	case 'q', 'f', 's', 'x':
+		return true
+	}
+	return false
+}
+
+// ApplyKV applies writes to reserved tables as batch number seq, with the
+// same replay rule as Apply (seq at or below the last applied one is a
+// no-op). Keys outside the reserved tables are refused with ErrInvalid.
+func (s *Store) ApplyKV(seq uint64, ops []KV) error {
+	for _, op := range ops {
+		if !reservedTag(op.Key) {
+			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
+		}
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if errp := s.failed.Load(); errp != nil {
+		return *errp
+	}
+	st := s.State()
+	if seq <= st.LastApplied {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, op := range ops {
+		if op.Delete {
+			b.Delete(op.Key, nil)
+		} else {
+			b.Set(op.Key, op.Value, nil)
+		}
+	}
+	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
+	if err := b.Commit(s.sync); err != nil {
+		return s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+	}
+	st.LastApplied = seq
+	s.state.Store(&st)
+	return nil
+}
+
+// Get reads a key of a reserved table; ErrNotFound when absent.
+func (s *Store) Get(key []byte) ([]byte, error) { return s.get(key) }
