@@ -1164,8 +1164,12 @@ func (x *GetCheckpointRequest) GetLinearizable() bool {
 }
 
 type GetCheckpointResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Checkpoint    *Checkpoint            `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint *Checkpoint            `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// The note verifier key of the checkpoint signer
+	// (name+hexkeyhash+base64(0x01||pubkey)). Auditors pin it out of band;
+	// this copy is a convenience for first use.
+	VerifierKey   string `protobuf:"bytes,2,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1207,6 +1211,121 @@ func (x *GetCheckpointResponse) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *GetCheckpointResponse) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+type GetEntriesRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StartIndex uint64                 `protobuf:"varint,1,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	// At most 1000; 0 means 100.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEntriesRequest) Reset() {
+	*x = GetEntriesRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEntriesRequest) ProtoMessage() {}
+
+func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEntriesRequest.ProtoReflect.Descriptor instead.
+func (*GetEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetEntriesRequest) GetStartIndex() uint64 {
+	if x != nil {
+		return x.StartIndex
+	}
+	return 0
+}
+
+func (x *GetEntriesRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type GetEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Consecutive entries from start_index; fewer than asked at the end of
+	// the log, none past it.
+	Entries []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The committed tree size when the entries were read.
+	TreeSize      uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEntriesResponse) Reset() {
+	*x = GetEntriesResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEntriesResponse) ProtoMessage() {}
+
+func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEntriesResponse.ProtoReflect.Descriptor instead.
+func (*GetEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetEntriesResponse) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *GetEntriesResponse) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
 type GetInclusionProofRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Key:
@@ -1223,7 +1342,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[17]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1354,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[17]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1367,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{17}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetInclusionProofRequest) GetKey() isGetInclusionProofRequest_Key {
@@ -1310,7 +1429,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[18]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1441,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[18]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1454,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{18}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetInclusionProofResponse) GetProof() *InclusionProof {
@@ -1363,7 +1482,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[19]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1494,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[19]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1507,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{19}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetConsistencyProofRequest) GetFromSize() uint64 {
@@ -1415,7 +1534,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[20]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1546,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[20]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1559,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{20}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetConsistencyProofResponse) GetProof() *ConsistencyProof {
@@ -1553,11 +1672,19 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x10GetEntryResponse\x12&\n" +
 	"\x05entry\x18\x01 \x01(\v2\x10.ledger.v1.EntryR\x05entry\":\n" +
 	"\x14GetCheckpointRequest\x12\"\n" +
-	"\flinearizable\x18\x01 \x01(\bR\flinearizable\"N\n" +
+	"\flinearizable\x18\x01 \x01(\bR\flinearizable\"q\n" +
 	"\x15GetCheckpointResponse\x125\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x15.ledger.v1.CheckpointR\n" +
-	"checkpoint\"u\n" +
+	"checkpoint\x12!\n" +
+	"\fverifier_key\x18\x02 \x01(\tR\vverifierKey\"J\n" +
+	"\x11GetEntriesRequest\x12\x1f\n" +
+	"\vstart_index\x18\x01 \x01(\x04R\n" +
+	"startIndex\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"]\n" +
+	"\x12GetEntriesResponse\x12*\n" +
+	"\aentries\x18\x01 \x03(\v2\x10.ledger.v1.EntryR\aentries\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\"u\n" +
 	"\x18GetInclusionProofRequest\x12\x16\n" +
 	"\x05index\x18\x01 \x01(\x04H\x00R\x05index\x12\x1d\n" +
 	"\tleaf_hash\x18\x02 \x01(\fH\x00R\bleafHash\x12\x1b\n" +
@@ -1575,11 +1702,13 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x05proof\x18\x01 \x01(\v2\x1b.ledger.v1.ConsistencyProofR\x05proof\x125\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\v2\x15.ledger.v1.CheckpointR\n" +
-	"checkpoint2\xf4\x03\n" +
+	"checkpoint2\xbf\x04\n" +
 	"\x06Ledger\x12=\n" +
 	"\x06Append\x12\x18.ledger.v1.AppendRequest\x1a\x19.ledger.v1.AppendResponse\x12L\n" +
 	"\vAppendBatch\x12\x1d.ledger.v1.AppendBatchRequest\x1a\x1e.ledger.v1.AppendBatchResponse\x12C\n" +
-	"\bGetEntry\x12\x1a.ledger.v1.GetEntryRequest\x1a\x1b.ledger.v1.GetEntryResponse\x12R\n" +
+	"\bGetEntry\x12\x1a.ledger.v1.GetEntryRequest\x1a\x1b.ledger.v1.GetEntryResponse\x12I\n" +
+	"\n" +
+	"GetEntries\x12\x1c.ledger.v1.GetEntriesRequest\x1a\x1d.ledger.v1.GetEntriesResponse\x12R\n" +
 	"\rGetCheckpoint\x12\x1f.ledger.v1.GetCheckpointRequest\x1a .ledger.v1.GetCheckpointResponse\x12^\n" +
 	"\x11GetInclusionProof\x12#.ledger.v1.GetInclusionProofRequest\x1a$.ledger.v1.GetInclusionProofResponse\x12d\n" +
 	"\x13GetConsistencyProof\x12%.ledger.v1.GetConsistencyProofRequest\x1a&.ledger.v1.GetConsistencyProofResponseB6Z4github.com/auditledger/ledgerd/api/ledgerv1;ledgerv1b\x06proto3"
@@ -1596,7 +1725,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*Actor)(nil),                       // 0: ledger.v1.Actor
 	(*Action)(nil),                      // 1: ledger.v1.Action
@@ -1615,14 +1744,16 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*GetEntryResponse)(nil),            // 14: ledger.v1.GetEntryResponse
 	(*GetCheckpointRequest)(nil),        // 15: ledger.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 16: ledger.v1.GetCheckpointResponse
-	(*GetInclusionProofRequest)(nil),    // 17: ledger.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 18: ledger.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 19: ledger.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 20: ledger.v1.GetConsistencyProofResponse
-	nil,                                 // 21: ledger.v1.Action.MetadataEntry
+	(*GetEntriesRequest)(nil),           // 17: ledger.v1.GetEntriesRequest
+	(*GetEntriesResponse)(nil),          // 18: ledger.v1.GetEntriesResponse
+	(*GetInclusionProofRequest)(nil),    // 19: ledger.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 20: ledger.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 21: ledger.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 22: ledger.v1.GetConsistencyProofResponse
+	nil,                                 // 23: ledger.v1.Action.MetadataEntry
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	21, // 0: ledger.v1.Action.metadata:type_name -> ledger.v1.Action.MetadataEntry
+	23, // 0: ledger.v1.Action.metadata:type_name -> ledger.v1.Action.MetadataEntry
 	0,  // 1: ledger.v1.Event.actor:type_name -> ledger.v1.Actor
 	1,  // 2: ledger.v1.Event.action:type_name -> ledger.v1.Action
 	2,  // 3: ledger.v1.Event.context:type_name -> ledger.v1.Context
@@ -1636,27 +1767,30 @@ var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	5,  // 11: ledger.v1.AppendBatchResponse.checkpoint:type_name -> ledger.v1.Checkpoint
 	4,  // 12: ledger.v1.GetEntryResponse.entry:type_name -> ledger.v1.Entry
 	5,  // 13: ledger.v1.GetCheckpointResponse.checkpoint:type_name -> ledger.v1.Checkpoint
-	6,  // 14: ledger.v1.GetInclusionProofResponse.proof:type_name -> ledger.v1.InclusionProof
-	5,  // 15: ledger.v1.GetInclusionProofResponse.checkpoint:type_name -> ledger.v1.Checkpoint
-	7,  // 16: ledger.v1.GetConsistencyProofResponse.proof:type_name -> ledger.v1.ConsistencyProof
-	5,  // 17: ledger.v1.GetConsistencyProofResponse.checkpoint:type_name -> ledger.v1.Checkpoint
-	8,  // 18: ledger.v1.Ledger.Append:input_type -> ledger.v1.AppendRequest
-	11, // 19: ledger.v1.Ledger.AppendBatch:input_type -> ledger.v1.AppendBatchRequest
-	13, // 20: ledger.v1.Ledger.GetEntry:input_type -> ledger.v1.GetEntryRequest
-	15, // 21: ledger.v1.Ledger.GetCheckpoint:input_type -> ledger.v1.GetCheckpointRequest
-	17, // 22: ledger.v1.Ledger.GetInclusionProof:input_type -> ledger.v1.GetInclusionProofRequest
-	19, // 23: ledger.v1.Ledger.GetConsistencyProof:input_type -> ledger.v1.GetConsistencyProofRequest
-	10, // 24: ledger.v1.Ledger.Append:output_type -> ledger.v1.AppendResponse
-	12, // 25: ledger.v1.Ledger.AppendBatch:output_type -> ledger.v1.AppendBatchResponse
-	14, // 26: ledger.v1.Ledger.GetEntry:output_type -> ledger.v1.GetEntryResponse
-	16, // 27: ledger.v1.Ledger.GetCheckpoint:output_type -> ledger.v1.GetCheckpointResponse
-	18, // 28: ledger.v1.Ledger.GetInclusionProof:output_type -> ledger.v1.GetInclusionProofResponse
-	20, // 29: ledger.v1.Ledger.GetConsistencyProof:output_type -> ledger.v1.GetConsistencyProofResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	4,  // 14: ledger.v1.GetEntriesResponse.entries:type_name -> ledger.v1.Entry
+	6,  // 15: ledger.v1.GetInclusionProofResponse.proof:type_name -> ledger.v1.InclusionProof
+	5,  // 16: ledger.v1.GetInclusionProofResponse.checkpoint:type_name -> ledger.v1.Checkpoint
+	7,  // 17: ledger.v1.GetConsistencyProofResponse.proof:type_name -> ledger.v1.ConsistencyProof
+	5,  // 18: ledger.v1.GetConsistencyProofResponse.checkpoint:type_name -> ledger.v1.Checkpoint
+	8,  // 19: ledger.v1.Ledger.Append:input_type -> ledger.v1.AppendRequest
+	11, // 20: ledger.v1.Ledger.AppendBatch:input_type -> ledger.v1.AppendBatchRequest
+	13, // 21: ledger.v1.Ledger.GetEntry:input_type -> ledger.v1.GetEntryRequest
+	17, // 22: ledger.v1.Ledger.GetEntries:input_type -> ledger.v1.GetEntriesRequest
+	15, // 23: ledger.v1.Ledger.GetCheckpoint:input_type -> ledger.v1.GetCheckpointRequest
+	19, // 24: ledger.v1.Ledger.GetInclusionProof:input_type -> ledger.v1.GetInclusionProofRequest
+	21, // 25: ledger.v1.Ledger.GetConsistencyProof:input_type -> ledger.v1.GetConsistencyProofRequest
+	10, // 26: ledger.v1.Ledger.Append:output_type -> ledger.v1.AppendResponse
+	12, // 27: ledger.v1.Ledger.AppendBatch:output_type -> ledger.v1.AppendBatchResponse
+	14, // 28: ledger.v1.Ledger.GetEntry:output_type -> ledger.v1.GetEntryResponse
+	18, // 29: ledger.v1.Ledger.GetEntries:output_type -> ledger.v1.GetEntriesResponse
+	16, // 30: ledger.v1.Ledger.GetCheckpoint:output_type -> ledger.v1.GetCheckpointResponse
+	20, // 31: ledger.v1.Ledger.GetInclusionProof:output_type -> ledger.v1.GetInclusionProofResponse
+	22, // 32: ledger.v1.Ledger.GetConsistencyProof:output_type -> ledger.v1.GetConsistencyProofResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -1668,7 +1802,7 @@ func file_ledger_v1_ledger_proto_init() {
 		(*GetEntryRequest_Index)(nil),
 		(*GetEntryRequest_Id)(nil),
 	}
-	file_ledger_v1_ledger_proto_msgTypes[17].OneofWrappers = []any{
+	file_ledger_v1_ledger_proto_msgTypes[19].OneofWrappers = []any{
 		(*GetInclusionProofRequest_Index)(nil),
 		(*GetInclusionProofRequest_LeafHash)(nil),
 	}
@@ -1678,7 +1812,7 @@ func file_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	Ledger_Append_FullMethodName              = "/ledger.v1.Ledger/Append"
 	Ledger_AppendBatch_FullMethodName         = "/ledger.v1.Ledger/AppendBatch"
 	Ledger_GetEntry_FullMethodName            = "/ledger.v1.Ledger/GetEntry"
+	Ledger_GetEntries_FullMethodName          = "/ledger.v1.Ledger/GetEntries"
 	Ledger_GetCheckpoint_FullMethodName       = "/ledger.v1.Ledger/GetCheckpoint"
 	Ledger_GetInclusionProof_FullMethodName   = "/ledger.v1.Ledger/GetInclusionProof"
 	Ledger_GetConsistencyProof_FullMethodName = "/ledger.v1.Ledger/GetConsistencyProof"
@@ -42,6 +43,7 @@ type LedgerClient interface {
 	Append(ctx context.Context, in *AppendRequest, opts ...grpc.CallOption) (*AppendResponse, error)
 	AppendBatch(ctx context.Context, in *AppendBatchRequest, opts ...grpc.CallOption) (*AppendBatchResponse, error)
 	GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*GetEntryResponse, error)
+	GetEntries(ctx context.Context, in *GetEntriesRequest, opts ...grpc.CallOption) (*GetEntriesResponse, error)
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
 	GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*GetInclusionProofResponse, error)
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
@@ -79,6 +81,16 @@ func (c *ledgerClient) GetEntry(ctx context.Context, in *GetEntryRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetEntryResponse)
 	err := c.cc.Invoke(ctx, Ledger_GetEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerClient) GetEntries(ctx context.Context, in *GetEntriesRequest, opts ...grpc.CallOption) (*GetEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetEntriesResponse)
+	err := c.cc.Invoke(ctx, Ledger_GetEntries_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +136,7 @@ type LedgerServer interface {
 	Append(context.Context, *AppendRequest) (*AppendResponse, error)
 	AppendBatch(context.Context, *AppendBatchRequest) (*AppendBatchResponse, error)
 	GetEntry(context.Context, *GetEntryRequest) (*GetEntryResponse, error)
+	GetEntries(context.Context, *GetEntriesRequest) (*GetEntriesResponse, error)
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
 	GetInclusionProof(context.Context, *GetInclusionProofRequest) (*GetInclusionProofResponse, error)
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
@@ -145,6 +158,9 @@ func (UnimplementedLedgerServer) AppendBatch(context.Context, *AppendBatchReques
 }
 func (UnimplementedLedgerServer) GetEntry(context.Context, *GetEntryRequest) (*GetEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEntry not implemented")
+}
+func (UnimplementedLedgerServer) GetEntries(context.Context, *GetEntriesRequest) (*GetEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEntries not implemented")
 }
 func (UnimplementedLedgerServer) GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCheckpoint not implemented")
@@ -230,6 +246,24 @@ func _Ledger_GetEntry_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ledger_GetEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServer).GetEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ledger_GetEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServer).GetEntries(ctx, req.(*GetEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Ledger_GetCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCheckpointRequest)
 	if err := dec(in); err != nil {
@@ -302,6 +336,10 @@ var Ledger_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEntry",
 			Handler:    _Ledger_GetEntry_Handler,
+		},
+		{
+			MethodName: "GetEntries",
+			Handler:    _Ledger_GetEntries_Handler,
 		},
 		{
 			MethodName: "GetCheckpoint",

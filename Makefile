@@ -1,0 +1,43 @@
+# ledgerd: a verifiable audit ledger. `make run` starts one node on its
+# embedded defaults; `make test` runs every test the way CI does.
+GO        ?= go
+export GOTOOLCHAIN ?= local
+DATA_DIR  ?= $(CURDIR)/.data/dev
+BIN       := $(CURDIR)/bin
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: build run test test-short bench lint proto cluster clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build
+	$(BIN)/ledgerd --data-dir $(DATA_DIR)
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./merkle/ ./ledger/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+proto:
+	$(GO) install $(PROTOC_GEN_GO)
+	$(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I api/proto \
+	  --go_out=. --go_opt=module=github.com/auditledger/ledgerd \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/auditledger/ledgerd \
+	  api/proto/ledger/v1/*.proto
+
+clean:
+	rm -rf $(BIN) .data

@@ -1,0 +1,276 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/ledger"
+	"github.com/auditledger/ledgerd/merkle"
+)
+
+// Appender is the write path the service uses: a *ledger.Ledger on a
+// single node, the same wrapped by the cluster's forwarding on several.
+type Appender interface {
+	Append(ctx context.Context, events []ledger.Event) ([]ledger.AppendResult, error)
+}
+
+// LedgerService implements the ledger.v1.Ledger gRPC service.
+type LedgerService struct {
+	pb.UnimplementedLedgerServer
+	l           *ledger.Ledger
+	appender    Appender
+	verifierKey string
+	streamed    func() bool
+	freshCP     func(ctx context.Context) (*ledger.Checkpoint, error)
+	log         *slog.Logger
+}
+
+// LedgerOptions configure a LedgerService. Only Ledger is required.
+type LedgerOptions struct {
+	Ledger      *ledger.Ledger
+	Appender    Appender // defaults to Ledger
+	VerifierKey string   // note verifier key served with checkpoints
+	// Streamed reports whether change-feed sinks are configured and
+	// healthy (the append response's "streamed").
+	Streamed func() bool
+	// LinearizableCheckpoint returns the freshest checkpoint after a
+	// leader barrier; nil on a single node, where every read is fresh.
+	LinearizableCheckpoint func(ctx context.Context) (*ledger.Checkpoint, error)
+	Logger                 *slog.Logger
+}
+
+// NewLedgerService returns the service; register it with Register.
+func NewLedgerService(o LedgerOptions) *LedgerService {
+	s := &LedgerService{l: o.Ledger, appender: o.Appender, verifierKey: o.VerifierKey, streamed: o.Streamed, freshCP: o.LinearizableCheckpoint, log: o.Logger}
+	if s.appender == nil {
+		s.appender = o.Ledger
+	}
+	if s.streamed == nil {
+		s.streamed = func() bool { return false }
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	return s
+}
+
+// Register adds the service to g.
+func (s *LedgerService) Register(g *grpc.Server) { pb.RegisterLedgerServer(g, s) }
+
+const maxWait = 10 * time.Second
+
+func (s *LedgerService) Append(ctx context.Context, req *pb.AppendRequest) (*pb.AppendResponse, error) {
+	if req.GetEvent() == nil {
+		return nil, grpcError(s.log, "Append", &ledger.FieldError{Field: "event", Reason: "required"})
+	}
+	res, cp, err := s.append(ctx, []ledger.Event{EventFromProto(req.Event)}, req.WaitCheckpoint)
+	if err != nil {
+		return nil, grpcError(s.log, "Append", err)
+	}
+	return &pb.AppendResponse{Result: res[0], Checkpoint: CheckpointToProto(cp), Streamed: s.streamed()}, nil
+}
+
+func (s *LedgerService) AppendBatch(ctx context.Context, req *pb.AppendBatchRequest) (*pb.AppendBatchResponse, error) {
+	events := make([]ledger.Event, len(req.GetEvents()))
+	for i, e := range req.GetEvents() {
+		events[i] = EventFromProto(e)
+	}
+	res, cp, err := s.append(ctx, events, req.WaitCheckpoint)
+	if err != nil {
+		return nil, grpcError(s.log, "AppendBatch", err)
+	}
+	return &pb.AppendBatchResponse{Results: res, Checksum: BatchChecksum(res), Checkpoint: CheckpointToProto(cp), BatchId: req.BatchId, Streamed: s.streamed()}, nil
+}
+
+// BatchChecksum is SHA-256 over the leaf hashes of a batch's results, in
+// order: a client that kept its results can recompute it.
+func BatchChecksum(res []*pb.AppendResult) []byte {
+	h := sha256.New()
+	for _, r := range res {
+		h.Write(r.LeafHash)
+	}
+	return h.Sum(nil)
+}
+
+func (s *LedgerService) append(ctx context.Context, events []ledger.Event, wait bool) ([]*pb.AppendResult, *ledger.Checkpoint, error) {
+	results, err := s.appender.Append(ctx, events)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*pb.AppendResult, len(results))
+	var need uint64
+	for i, r := range results {
+		out[i] = &pb.AppendResult{Index: r.Index, Id: r.ID, LeafHash: r.LeafHash[:], Signature: r.Signature, KeyId: r.KeyID, Duplicate: r.Duplicate}
+		need = max(need, r.Index+1)
+	}
+	if !wait {
+		return out, nil, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
+	cp, err := s.l.WaitCheckpoint(wctx, need)
+	if err != nil {
+		return nil, nil, fmt.Errorf("waiting for a checkpoint of size %d: %w", need, err)
+	}
+	for i, r := range results {
+		proof, err := s.l.Store().InclusionProof(r.Index, cp.Size)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[i].Inclusion = &pb.InclusionProof{Index: r.Index, TreeSize: cp.Size, LeafHash: r.LeafHash[:], Hashes: HashesToProto(proof)}
+	}
+	return out, cp, nil
+}
+
+func (s *LedgerService) GetEntry(ctx context.Context, req *pb.GetEntryRequest) (*pb.GetEntryResponse, error) {
+	st := s.l.Store()
+	var idx uint64
+	switch k := req.GetKey().(type) {
+	case *pb.GetEntryRequest_Index:
+		idx = k.Index
+	case *pb.GetEntryRequest_Id:
+		i, err := st.IndexByID(k.Id)
+		if err != nil {
+			return nil, grpcError(s.log, "GetEntry", err)
+		}
+		idx = i
+	default:
+		return nil, grpcError(s.log, "GetEntry", &ledger.FieldError{Field: "index", Reason: "index or id required"})
+	}
+	leaf, err := st.Leaf(idx)
+	if err != nil {
+		return nil, grpcError(s.log, "GetEntry", err)
+	}
+	e, err := EntryToProto(idx, leaf)
+	if err != nil {
+		return nil, grpcError(s.log, "GetEntry", fmt.Errorf("%w: entry %d: %v", ledger.ErrCorrupt, idx, err))
+	}
+	return &pb.GetEntryResponse{Entry: e}, nil
+}
+
+// MaxEntriesPerCall bounds GetEntries.
+const MaxEntriesPerCall = 1000
+
+func (s *LedgerService) GetEntries(ctx context.Context, req *pb.GetEntriesRequest) (*pb.GetEntriesResponse, error) {
+	n := uint64(req.Count)
+	if n == 0 {
+		n = 100
+	}
+	if n > MaxEntriesPerCall {
+		return nil, grpcError(s.log, "GetEntries", &ledger.FieldError{Field: "count", Reason: fmt.Sprintf("at most %d", MaxEntriesPerCall)})
+	}
+	st := s.l.Store()
+	size := st.State().Size
+	resp := &pb.GetEntriesResponse{TreeSize: size}
+	if req.StartIndex >= size {
+		return resp, nil
+	}
+	end := min(size, req.StartIndex+n)
+	for i := req.StartIndex; i < end; i++ {
+		leaf, err := st.Leaf(i)
+		if err != nil {
+			return nil, grpcError(s.log, "GetEntries", err)
+		}
+		e, err := EntryToProto(i, leaf)
+		if err != nil {
+			// A tampered entry must still reach verify-log so it can name
+			// the index: send the raw leaf without the decoded event.
+			h := merkle.LeafHash(leaf)
+			e = &pb.Entry{Index: i, Leaf: leaf, LeafHash: h[:]}
+		}
+		resp.Entries = append(resp.Entries, e)
+	}
+	return resp, nil
+}
+
+func (s *LedgerService) checkpoint(ctx context.Context, linearizable bool) (*ledger.Checkpoint, error) {
+	if linearizable && s.freshCP != nil {
+		return s.freshCP(ctx)
+	}
+	return s.l.Checkpoint(), nil
+}
+
+func (s *LedgerService) GetCheckpoint(ctx context.Context, req *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {
+	cp, err := s.checkpoint(ctx, req.Linearizable)
+	if err != nil {
+		return nil, grpcError(s.log, "GetCheckpoint", err)
+	}
+	return &pb.GetCheckpointResponse{Checkpoint: CheckpointToProto(cp), VerifierKey: s.verifierKey}, nil
+}
+
+func (s *LedgerService) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {
+	st := s.l.Store()
+	var idx uint64
+	switch k := req.GetKey().(type) {
+	case *pb.GetInclusionProofRequest_Index:
+		idx = k.Index
+	case *pb.GetInclusionProofRequest_LeafHash:
+		h, err := merkle.HashFromBytes(k.LeafHash)
+		if err != nil {
+			return nil, grpcError(s.log, "GetInclusionProof", &ledger.FieldError{Field: "leafHash", Reason: "must be 32 bytes"})
+		}
+		if idx, err = st.IndexByLeafHash(h); err != nil {
+			return nil, grpcError(s.log, "GetInclusionProof", err)
+		}
+	default:
+		return nil, grpcError(s.log, "GetInclusionProof", &ledger.FieldError{Field: "index", Reason: "index or leafHash required"})
+	}
+	size := req.TreeSize
+	var cp *ledger.Checkpoint
+	if size == 0 {
+		cp = s.l.Checkpoint()
+		if idx >= cp.Size && idx < st.State().Size {
+			// Committed but not yet checkpointed: the signer is at most
+			// a few milliseconds behind.
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			c, err := s.l.WaitCheckpoint(wctx, idx+1)
+			cancel()
+			if err == nil {
+				cp = c
+			}
+		}
+		size = cp.Size
+	}
+	if idx >= size {
+		if idx >= st.State().Size {
+			return nil, grpcError(s.log, "GetInclusionProof", fmt.Errorf("%w: index %d (tree size %d)", ledger.ErrNotFound, idx, st.State().Size))
+		}
+		return nil, grpcError(s.log, "GetInclusionProof", fmt.Errorf("%w: index %d is not below tree size %d", ledger.ErrInvalid, idx, size))
+	}
+	proof, err := st.InclusionProof(idx, size)
+	if err != nil {
+		return nil, grpcError(s.log, "GetInclusionProof", err)
+	}
+	leaf, err := st.Leaf(idx)
+	if err != nil {
+		return nil, grpcError(s.log, "GetInclusionProof", err)
+	}
+	h := merkle.LeafHash(leaf)
+	return &pb.GetInclusionProofResponse{
+		Proof:      &pb.InclusionProof{Index: idx, TreeSize: size, LeafHash: h[:], Hashes: HashesToProto(proof)},
+		Checkpoint: CheckpointToProto(cp),
+	}, nil
+}
+
+func (s *LedgerService) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.GetConsistencyProofResponse, error) {
+	to := req.ToSize
+	var cp *ledger.Checkpoint
+	if to == 0 {
+		cp = s.l.Checkpoint()
+		to = cp.Size
+	}
+	proof, err := s.l.Store().ConsistencyProof(req.FromSize, to)
+	if err != nil {
+		return nil, grpcError(s.log, "GetConsistencyProof", err)
+	}
+	return &pb.GetConsistencyProofResponse{
+		Proof:      &pb.ConsistencyProof{FromSize: req.FromSize, ToSize: to, Hashes: HashesToProto(proof)},
+		Checkpoint: CheckpointToProto(cp),
+	}, nil
+}

@@ -1,0 +1,116 @@
+// Command ledgerd runs one node of the audit ledger.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/auditledger/ledgerd/node"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "ledgerd:", err)
+		return 2
+	}
+	log := node.NewLogger(stderr, &cfg)
+	n, err := node.Start(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "ledgerd:", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Close(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// parseFlags reads --config first, then lets every flag given on the
+// command line override the file.
+func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
+	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := node.Defaults()
+	configFile := fs.String("config", "", "JSON config file (flags override it)")
+	dataDir := fs.String("data-dir", def.DataDir, "data directory (Pebble, keys)")
+	grpcAddr := fs.String("grpc-addr", def.GRPCAddr, "gRPC listen address")
+	httpAddr := fs.String("http-addr", def.HTTPAddr, "HTTP listen address")
+	origin := fs.String("origin", "", "checkpoint origin (default: derived from the host name)")
+	ckptKey := fs.String("checkpoint-key-file", "", "note signer key file (env LEDGER_CHECKPOINT_KEY; default DATA_DIR/checkpoint.key, generated)")
+	hmacKey := fs.String("hmac-key-file", "", "HMAC signing key file (env AUDIT_SIGNING_KEY; default DATA_DIR/hmac.key, generated)")
+	maxEvents := fs.Int("batch-max-events", 0, "group commit: most events in one batch (default 10000)")
+	maxBytes := fs.Int("batch-max-bytes", 0, "group commit: most bytes in one batch (default 16 MiB)")
+	maxWait := fs.Duration("batch-max-wait", 0, "group commit: how long to wait for more appends (default 0: none)")
+	ckptEvery := fs.Duration("checkpoint-interval", time.Duration(def.CheckpointInterval), "least time between two signed checkpoints")
+	noSync := fs.Bool("unsafe-nosync", false, "commit without fsync (benchmarks only: crashes lose acknowledged events)")
+	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
+	logFormat := fs.String("log-format", def.LogFormat, "text or json")
+	if err := fs.Parse(args); err != nil {
+		return node.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return node.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := def
+	if *configFile != "" {
+		var err error
+		if cfg, err = node.LoadConfig(*configFile); err != nil {
+			return cfg, err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "grpc-addr":
+			cfg.GRPCAddr = *grpcAddr
+		case "http-addr":
+			cfg.HTTPAddr = *httpAddr
+		case "origin":
+			cfg.Origin = *origin
+		case "checkpoint-key-file":
+			cfg.Keys.CheckpointKeyFile = *ckptKey
+		case "hmac-key-file":
+			cfg.Keys.HMACKeyFile = *hmacKey
+		case "batch-max-events":
+			cfg.GroupCommit.MaxEvents = *maxEvents
+		case "batch-max-bytes":
+			cfg.GroupCommit.MaxBytes = *maxBytes
+		case "batch-max-wait":
+			cfg.GroupCommit.MaxWait = node.Duration(*maxWait)
+		case "checkpoint-interval":
+			cfg.CheckpointInterval = node.Duration(*ckptEvery)
+		case "unsafe-nosync":
+			cfg.UnsafeNoSync = *noSync
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		case "log-format":
+			cfg.LogFormat = *logFormat
+		}
+	})
+	return cfg, cfg.Validate()
+}
