@@ -28,15 +28,22 @@ type Committer interface {
 }
 
 // LocalCommitter commits straight to a Store, numbering batches itself.
+// Commit and CommitKV may be called concurrently (the group-commit loop
+// and the feed's cursor writes do): each numbers and applies its batch
+// under one lock, so neither is mistaken for a replay of the other.
 type LocalCommitter struct{ Store *Store }
 
 // Commit applies leaves as the next batch.
 func (c LocalCommitter) Commit(_ context.Context, leaves [][]byte) ([]Result, error) {
+	c.Store.localMu.Lock()
+	defer c.Store.localMu.Unlock()
 	return c.Store.Apply(c.Store.State().LastApplied+1, leaves)
 }
 
 // CommitKV applies ops as the next batch.
 func (c LocalCommitter) CommitKV(_ context.Context, ops []KV) error {
+	c.Store.localMu.Lock()
+	defer c.Store.localMu.Unlock()
 	return c.Store.ApplyKV(c.Store.State().LastApplied+1, ops)
 }
 

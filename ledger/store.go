@@ -76,6 +76,8 @@ type Store struct {
 	state  atomic.Pointer[TreeState]
 	failed atomic.Pointer[error]
 
+	localMu sync.Mutex // serialises LocalCommitter's read of LastApplied with its apply
+
 	applyMu sync.Mutex // serialises Apply; guards the fields below
 	rng     *merkle.Range
 	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
