@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/auditledger/ledgerd/merkle"
 )
@@ -70,6 +71,8 @@ type StoreOptions struct {
 // and see only committed state.
 type Store struct {
 	db     *pebble.DB
+	dir    string // data directory, on fs (Restore stages files there)
+	fs     vfs.FS
 	sync   *pebble.WriteOptions
 	hooks  []ApplyHook
 	tiles  *tileCache
@@ -113,6 +116,8 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	}
 	s := &Store{
 		db:      db,
+		dir:     dir,
+		fs:      po.FS,
 		sync:    pebble.Sync,
 		hooks:   opts.Hooks,
 		tiles:   newTileCache(opts.TileCacheSize),
