@@ -89,3 +89,18 @@ func (k *Keyring) sealLeaf(e *Entry) []byte {
 	e.Signature = leaf[len(leaf)-sha256.Size:]
 	return leaf
 }
+
+// sealedSignature reads the signature off the end of a leaf sealed with
+// key keyID: ... uvarint(len(keyID)) keyID 0x20 sig[32]. It does not
+// validate the rest of the leaf.
+func sealedSignature(leaf []byte, keyID string) (sig []byte, ok bool) {
+	tail := 1 + len(keyID) + 1 + sha256.Size
+	if keyID == "" || len(keyID) > 127 || len(leaf) < tail+1 {
+		return nil, false
+	}
+	t := leaf[len(leaf)-tail:]
+	if int(t[0]) != len(keyID) || string(t[1:1+len(keyID)]) != keyID || t[1+len(keyID)] != sha256.Size {
+		return nil, false
+	}
+	return t[len(t)-sha256.Size:], true
+}

@@ -27,24 +27,50 @@ type Committer interface {
 	CommitKV(ctx context.Context, ops []KV) error
 }
 
-// LocalCommitter commits straight to a Store, numbering batches itself.
-// Commit and CommitKV may be called concurrently (the group-commit loop
-// and the feed's cursor writes do): each numbers and applies its batch
-// under one lock, so neither is mistaken for a replay of the other.
+// AsyncCommitter is a Committer that can hand a batch over in order and
+// wait for its durability separately, so the group-commit loop prepares
+// the next batch while this one syncs.
+type AsyncCommitter interface {
+	Committer
+	// CommitAsync starts committing leaves after every batch started
+	// before; wait returns the results once they are durable.
+	CommitAsync(ctx context.Context, leaves [][]byte) (wait func() ([]Result, error), err error)
+}
+
+// LocalCommitter commits straight to a Store, numbering batches itself
+// (Store.ApplyNext). Commit, CommitAsync and CommitKV may be called
+// concurrently (the group-commit loop and the feed's cursor writes do):
+// each numbers and applies its batch under the store's apply lock, so
+// neither is mistaken for a replay of the other.
 type LocalCommitter struct{ Store *Store }
 
 // Commit applies leaves as the next batch.
-func (c LocalCommitter) Commit(_ context.Context, leaves [][]byte) ([]Result, error) {
-	c.Store.localMu.Lock()
-	defer c.Store.localMu.Unlock()
-	return c.Store.Apply(c.Store.State().LastApplied+1, leaves)
+func (c LocalCommitter) Commit(ctx context.Context, leaves [][]byte) ([]Result, error) {
+	wait, err := c.CommitAsync(ctx, leaves)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
+}
+
+// CommitAsync applies leaves as the next batch and returns a function
+// that waits for it to be durable.
+func (c LocalCommitter) CommitAsync(_ context.Context, leaves [][]byte) (func() ([]Result, error), error) {
+	res, wait, err := c.Store.ApplyNext(leaves)
+	if err != nil {
+		return nil, err
+	}
+	return func() ([]Result, error) {
+		if err := wait(); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}, nil
 }
 
 // CommitKV applies ops as the next batch.
 func (c LocalCommitter) CommitKV(_ context.Context, ops []KV) error {
-	c.Store.localMu.Lock()
-	defer c.Store.localMu.Unlock()
-	return c.Store.ApplyKV(c.Store.State().LastApplied+1, ops)
+	return c.Store.ApplyKVNext(ops)
 }
 
 // Committer returns the ledger's committer, for packages that replicate
@@ -101,13 +127,14 @@ type AppendResult struct {
 // New starts two goroutines; Close stops them. The Store is the caller's
 // to close, after Close. All methods are safe for concurrent use.
 type Ledger struct {
-	cfg    Config
-	store  *Store
-	in     chan *pending
-	stop   chan struct{}
-	done   chan struct{} // closed when the sequencer has exited
-	closed atomic.Bool
-	wg     sync.WaitGroup
+	cfg      Config
+	store    *Store
+	in       chan *pending
+	inflight chan *flight // sequence → awaitDurable
+	stop     chan struct{}
+	done     chan struct{} // closed when every queued append is finished
+	closed   atomic.Bool
+	wg       sync.WaitGroup
 
 	cpMu      sync.Mutex
 	cp        *Checkpoint
@@ -155,6 +182,7 @@ func New(cfg Config) (*Ledger, error) {
 		cfg:       cfg,
 		store:     cfg.Store,
 		in:        make(chan *pending, cfg.MaxPending),
+		inflight:  make(chan *flight, maxInFlight),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		cpChanged: make(chan struct{}),
@@ -165,8 +193,9 @@ func New(cfg Config) (*Ledger, error) {
 		return nil, err
 	}
 	l.cp = cp
-	l.wg.Add(2)
-	go func() { defer l.wg.Done(); defer close(l.done); l.sequence() }()
+	l.wg.Add(3)
+	go func() { defer l.wg.Done(); defer close(l.inflight); l.sequence() }()
+	go func() { defer l.wg.Done(); defer close(l.done); l.awaitDurable() }()
 	go func() { defer l.wg.Done(); l.checkpoints() }()
 	return l, nil
 }
@@ -248,18 +277,27 @@ func (l *Ledger) Append(ctx context.Context, events []Event) ([]AppendResult, er
 	if err != nil {
 		return nil, err
 	}
-	return AppendResults(results)
+	return AppendResults(results, l.cfg.HMAC.CurrentID())
 }
 
-// AppendResults turns Store results into append results.
-func AppendResults(results []Result) ([]AppendResult, error) {
+// AppendResults turns Store results into append results. Fresh entries
+// carry the signature sealed into their leaf's last bytes; duplicates are
+// decoded to report the original's.
+// keyID is the id of the key that sealed the fresh leaves ("" to decode
+// every leaf).
+func AppendResults(results []Result, keyID string) ([]AppendResult, error) {
 	out := make([]AppendResult, len(results))
 	for i, r := range results {
+		out[i] = AppendResult{Index: r.Index, ID: r.ID, LeafHash: r.LeafHash, Duplicate: r.Duplicate}
+		if sig, ok := sealedSignature(r.Leaf, keyID); ok && !r.Duplicate {
+			out[i].KeyID, out[i].Signature = keyID, sig
+			continue
+		}
 		e, err := DecodeLeaf(r.Leaf)
 		if err != nil {
 			return nil, fmt.Errorf("%w: stored leaf %d: %v", ErrCorrupt, r.Index, err)
 		}
-		out[i] = AppendResult{Index: r.Index, ID: r.ID, LeafHash: r.LeafHash, KeyID: e.KeyID, Signature: e.Signature, Duplicate: r.Duplicate}
+		out[i].KeyID, out[i].Signature = e.KeyID, e.Signature
 	}
 	return out, nil
 }
@@ -364,6 +402,17 @@ func (l *Ledger) sequence() {
 	}
 }
 
+// maxInFlight bounds the batches handed to an AsyncCommitter whose
+// durability has not been confirmed yet.
+const maxInFlight = 4
+
+// flight is a batch handed to the committer, waiting for durability.
+type flight struct {
+	batch []*pending
+	n     int
+	wait  func() ([]Result, error)
+}
+
 func (l *Ledger) commit(batch []*pending) {
 	var leaves [][]byte
 	if len(batch) == 1 {
@@ -373,12 +422,35 @@ func (l *Ledger) commit(batch []*pending) {
 			leaves = append(leaves, p.leaves...)
 		}
 	}
+	if ac, ok := l.cfg.Committer.(AsyncCommitter); ok {
+		wait, err := ac.CommitAsync(context.Background(), leaves)
+		if err != nil {
+			l.finish(batch, len(leaves), nil, err)
+			return
+		}
+		l.inflight <- &flight{batch: batch, n: len(leaves), wait: wait}
+		return
+	}
 	results, err := l.cfg.Committer.Commit(context.Background(), leaves)
-	if err == nil && len(results) != len(leaves) {
-		err = fmt.Errorf("%w: committer returned %d results for %d leaves", ErrCorrupt, len(results), len(leaves))
+	l.finish(batch, len(leaves), results, err)
+}
+
+// awaitDurable completes the batches handed to an AsyncCommitter, in
+// order, as each becomes durable.
+func (l *Ledger) awaitDurable() {
+	for f := range l.inflight {
+		results, err := f.wait()
+		l.finish(f.batch, f.n, results, err)
+	}
+}
+
+// finish hands each pending append its share of the results.
+func (l *Ledger) finish(batch []*pending, n int, results []Result, err error) {
+	if err == nil && len(results) != n {
+		err = fmt.Errorf("%w: committer returned %d results for %d leaves", ErrCorrupt, len(results), n)
 	}
 	if err != nil {
-		l.cfg.Logger.Error("commit failed", "leaves", len(leaves), "err", err)
+		l.cfg.Logger.Error("commit failed", "leaves", n, "err", err)
 	}
 	off := 0
 	for _, p := range batch {

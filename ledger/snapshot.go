@@ -54,7 +54,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if s.db == nil {
 		return nil, ErrClosed
 	}
-	return &Snapshot{State: s.State(), snap: s.db.NewSnapshot()}, nil
+	return &Snapshot{State: s.prep, snap: s.db.NewSnapshot()}, nil // prep: what the Pebble snapshot holds
 }
 
 // Close releases the snapshot.

@@ -79,12 +79,12 @@ type Store struct {
 	state  atomic.Pointer[TreeState]
 	failed atomic.Pointer[error]
 
-	localMu sync.Mutex // serialises LocalCommitter's read of LastApplied with its apply
-
 	applyMu sync.Mutex // serialises Apply; guards the fields below
+	prep    TreeState  // state after the last batch handed to Pebble
 	rng     *merkle.Range
 	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
+	pubMu     sync.Mutex // serialises publish
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every commit
 }
@@ -189,6 +189,7 @@ func (s *Store) load() error {
 			s.edge[lvl] = append(make([]merkle.Hash, 0, merkle.TileWidth), row[:w]...)
 		}
 	}
+	s.prep = st
 	s.state.Store(&st)
 	return nil
 }
@@ -260,7 +261,8 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Apply appends a batch of canonical leaves as batch number seq.
+// Apply appends a batch of canonical leaves as batch number seq and
+// returns when it is durable.
 //
 // It is deterministic and idempotent: a seq at or below the last applied
 // one changes nothing (the results are looked up again), a leaf whose
@@ -273,17 +275,46 @@ func (s *Store) Close() error {
 // nothing. A storage failure poisons the store: every later Apply fails,
 // because the in-memory tree may be ahead of what the disk holds.
 func (s *Store) Apply(seq uint64, leaves [][]byte) ([]Result, error) {
+	res, wait, err := s.prepare(seq, leaves, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ApplyNext applies leaves as the batch after the last one applied, like
+// Apply, but returns as soon as the batch is in Pebble's commit pipeline,
+// so the caller can prepare the next batch while this one syncs. wait
+// returns once the batch is durable; only then are its results
+// acknowledged and its state published to readers. Batches become
+// durable in the order ApplyNext was called.
+func (s *Store) ApplyNext(leaves [][]byte) (results []Result, wait func() error, err error) {
+	return s.prepare(0, leaves, true)
+}
+
+func noWait() error { return nil }
+
+// prepare does the work of Apply up to handing the batch to Pebble. With
+// next set, seq is chosen as the one after the last prepared batch.
+func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func() error, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.db == nil {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if errp := s.failed.Load(); errp != nil {
-		return nil, *errp
+		return nil, nil, *errp
 	}
-	st := s.State()
-	if seq <= st.LastApplied {
-		return s.lookupResults(leaves)
+	prep := s.prep
+	if next {
+		seq = prep.LastApplied + 1
+	}
+	if seq <= prep.LastApplied {
+		res, err := s.lookupResults(leaves, prep.Size)
+		return res, noWait, err
 	}
 
 	// Phase 1: read-only checks. Nothing has changed if this fails.
@@ -295,10 +326,10 @@ func (s *Store) Apply(seq uint64, leaves [][]byte) ([]Result, error) {
 	for i, leaf := range leaves {
 		id, err := LeafID(leaf)
 		if err != nil {
-			return nil, fmt.Errorf("leaf %d of batch %d: %w", i, seq, err)
+			return nil, nil, fmt.Errorf("leaf %d of batch %d: %w", i, seq, err)
 		}
 		if id == "" {
-			return nil, fmt.Errorf("%w: leaf %d of batch %d has no id", ErrInvalid, i, seq)
+			return nil, nil, fmt.Errorf("%w: leaf %d of batch %d has no id", ErrInvalid, i, seq)
 		}
 		results[i].ID = id
 		if j, ok := seen[id]; ok {
@@ -309,22 +340,23 @@ func (s *Store) Apply(seq uint64, leaves [][]byte) ([]Result, error) {
 		if seen != nil {
 			seen[id] = i
 		}
-		idx, err := s.indexOf(idKey(id))
+		// Earlier prepared batches are visible here even before they are
+		// durable (Pebble publishes before the WAL sync completes).
+		idx, err := s.indexOf(idKey(id), prep.Size)
 		switch {
 		case err == nil:
-			orig, err := s.Leaf(idx)
+			orig, err := s.leaf(idx, prep.Size)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			results[i] = Result{Index: idx, ID: id, LeafHash: merkle.LeafHash(orig), Leaf: orig, Duplicate: true}
 		case !errors.Is(err, ErrNotFound):
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
 	// Phase 2: extend the tree and fill the batch.
 	b := s.db.NewBatch()
-	defer b.Close()
 	var dirty [maxTileLevels]bool
 	visit := func(id merkle.NodeID, h merkle.Hash) {
 		if id.Level%merkle.TileHeight != 0 {
@@ -356,7 +388,8 @@ func (s *Store) Apply(seq uint64, leaves [][]byte) ([]Result, error) {
 		b.Set(hashKey(r.LeafHash), encodeIndex(idx), nil)
 		for _, h := range s.hooks {
 			if err := h(batchWriter{b}, idx, leaf); err != nil {
-				return nil, s.poison(fmt.Errorf("ledger: apply hook at index %d: %w", idx, err))
+				b.Close()
+				return nil, nil, s.poison(fmt.Errorf("ledger: apply hook at index %d: %w", idx, err))
 			}
 		}
 	}
@@ -367,14 +400,48 @@ func (s *Store) Apply(seq uint64, leaves [][]byte) ([]Result, error) {
 		}
 	}
 	b.Set(keyState, encodeState(size, seq, s.rng.Hashes()), nil)
+	st := TreeState{Size: size, Root: s.rng.Root(), LastApplied: seq}
 
-	// Phase 3: commit, then publish.
-	if err := b.Commit(s.sync); err != nil {
-		return nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+	// Phase 3: into the commit pipeline, in order; the sync is awaited by
+	// the caller, outside the lock.
+	if s.sync != pebble.Sync {
+		err := b.Commit(s.sync)
+		b.Close()
+		if err != nil {
+			return nil, nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+		}
+		s.prep = st
+		s.publish(st)
+		return results, noWait, nil
 	}
-	s.state.Store(&TreeState{Size: size, Root: s.rng.Root(), LastApplied: seq})
+	if err := s.db.ApplyNoSyncWait(b, s.sync); err != nil {
+		b.Close()
+		return nil, nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+	}
+	s.prep = st
+	wait := func() error {
+		err := b.SyncWait()
+		b.Close()
+		if err != nil {
+			return s.poison(fmt.Errorf("ledger: sync batch %d: %w", seq, err))
+		}
+		s.publish(st)
+		return nil
+	}
+	return results, wait, nil
+}
+
+// publish makes st the state readers see, unless a later one is already
+// published (batches may finish their sync waits out of order; a later
+// batch's sync covers every earlier one).
+func (s *Store) publish(st TreeState) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	if cur := s.state.Load(); cur != nil && cur.LastApplied >= st.LastApplied {
+		return
+	}
+	s.state.Store(&st)
 	s.notify()
-	return results, nil
 }
 
 func (s *Store) poison(err error) error {
@@ -383,18 +450,18 @@ func (s *Store) poison(err error) error {
 }
 
 // lookupResults answers a replayed batch from what is stored.
-func (s *Store) lookupResults(leaves [][]byte) ([]Result, error) {
+func (s *Store) lookupResults(leaves [][]byte, size uint64) ([]Result, error) {
 	results := make([]Result, len(leaves))
 	for i, leaf := range leaves {
 		id, err := LeafID(leaf)
 		if err != nil {
 			return nil, err
 		}
-		idx, err := s.indexOf(idKey(id))
+		idx, err := s.indexOf(idKey(id), size)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: replayed batch: id %q: %w", id, err)
 		}
-		orig, err := s.Leaf(idx)
+		orig, err := s.leaf(idx, size)
 		if err != nil {
 			return nil, err
 		}
@@ -431,13 +498,14 @@ func (s *Store) get(key []byte) ([]byte, error) {
 	return out, nil
 }
 
-func (s *Store) indexOf(key []byte) (uint64, error) {
+// indexOf reads an index table entry; size bounds the valid indices.
+func (s *Store) indexOf(key []byte, size uint64) (uint64, error) {
 	v, err := s.get(key)
 	if err != nil {
 		return 0, err
 	}
 	idx, ok := decodeIndex(v)
-	if !ok || idx >= s.State().Size {
+	if !ok || idx >= size {
 		// The index table is written in the same batch as the entry, so
 		// an index beyond the committed size means the data is corrupt.
 		return 0, fmt.Errorf("%w: index entry %q", ErrCorrupt, key)
@@ -446,9 +514,11 @@ func (s *Store) indexOf(key []byte) (uint64, error) {
 }
 
 // Leaf returns the leaf bytes at index.
-func (s *Store) Leaf(index uint64) ([]byte, error) {
-	if index >= s.State().Size {
-		return nil, fmt.Errorf("%w: index %d (tree size %d)", ErrNotFound, index, s.State().Size)
+func (s *Store) Leaf(index uint64) ([]byte, error) { return s.leaf(index, s.State().Size) }
+
+func (s *Store) leaf(index, size uint64) ([]byte, error) {
+	if index >= size {
+		return nil, fmt.Errorf("%w: index %d (tree size %d)", ErrNotFound, index, size)
 	}
 	v, err := s.get(entryKey(index))
 	if errors.Is(err, ErrNotFound) {
@@ -459,7 +529,7 @@ func (s *Store) Leaf(index uint64) ([]byte, error) {
 
 // IndexByID returns the index of the entry with event id id.
 func (s *Store) IndexByID(id string) (uint64, error) {
-	idx, err := s.indexOf(idKey(id))
+	idx, err := s.indexOf(idKey(id), s.State().Size)
 	if errors.Is(err, ErrNotFound) {
 		return 0, fmt.Errorf("%w: id %q", ErrNotFound, id)
 	}
@@ -468,7 +538,7 @@ func (s *Store) IndexByID(id string) (uint64, error) {
 
 // IndexByLeafHash returns the index of the entry whose leaf hash is h.
 func (s *Store) IndexByLeafHash(h merkle.Hash) (uint64, error) {
-	idx, err := s.indexOf(hashKey(h))
+	idx, err := s.indexOf(hashKey(h), s.State().Size)
 	if errors.Is(err, ErrNotFound) {
 		return 0, fmt.Errorf("%w: leaf hash %x", ErrNotFound, h[:])
 	}
@@ -530,7 +600,7 @@ func reservedTag(key []byte) bool {
 		return false
 	}
 	switch key[0] {
-	case 'q', 'f', 's', 'x':
+	case 'q', 'f', 's', 'x', 'c':
 		return true
 	}
 	return false
@@ -538,8 +608,14 @@ func reservedTag(key []byte) bool {
 
 // ApplyKV applies writes to reserved tables as batch number seq, with the
 // same replay rule as Apply (seq at or below the last applied one is a
-// no-op). Keys outside the reserved tables are refused with ErrInvalid.
-func (s *Store) ApplyKV(seq uint64, ops []KV) error {
+// no-op), and returns when they are durable. Keys outside the reserved
+// tables are refused with ErrInvalid.
+func (s *Store) ApplyKV(seq uint64, ops []KV) error { return s.applyKV(seq, ops, false) }
+
+// ApplyKVNext applies ops as the batch after the last one applied.
+func (s *Store) ApplyKVNext(ops []KV) error { return s.applyKV(0, ops, true) }
+
+func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 	for _, op := range ops {
 		if !reservedTag(op.Key) {
 			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
@@ -553,7 +629,10 @@ func (s *Store) ApplyKV(seq uint64, ops []KV) error {
 	if errp := s.failed.Load(); errp != nil {
 		return *errp
 	}
-	st := s.State()
+	st := s.prep
+	if next {
+		seq = st.LastApplied + 1
+	}
 	if seq <= st.LastApplied {
 		return nil
 	}
@@ -567,11 +646,14 @@ func (s *Store) ApplyKV(seq uint64, ops []KV) error {
 		}
 	}
 	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
+	// Synchronous under the lock: these writes are rare, and the sync
+	// also makes every batch prepared before them durable.
 	if err := b.Commit(s.sync); err != nil {
 		return s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
 	}
 	st.LastApplied = seq
-	s.state.Store(&st)
+	s.prep = st
+	s.publish(st)
 	return nil
 }
 

@@ -1,0 +1,99 @@
+package ledger
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// benchEvents returns n seed-like events of about 300 bytes encoded.
+func benchEvents(n int) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = testEvent(i)
+	}
+	return evs
+}
+
+// BenchmarkAppendConcurrent32 is 32 clients each appending single events,
+// fsync on: group commit turns them into shared batches.
+//
+//	go test -run '^$' -bench AppendConcurrent32 -benchtime 20000x ./ledger/
+func BenchmarkAppendConcurrent32(b *testing.B) {
+	keys := newTestKeys(b)
+	l, _ := openTestLedger(b, b.TempDir(), keys, StoreOptions{})
+	evs := benchEvents(1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := l.Append(context.Background(), evs[(int(i)+c)%len(evs):][:1]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppendBatch1000 appends batches of 1000 events from 4 clients,
+// fsync on.
+//
+//	go test -run '^$' -bench AppendBatch1000 -benchtime 100x ./ledger/
+func BenchmarkAppendBatch1000(b *testing.B) {
+	keys := newTestKeys(b)
+	l, _ := openTestLedger(b, b.TempDir(), keys, StoreOptions{})
+	evs := benchEvents(1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := l.Append(context.Background(), evs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkInclusionProof measures proofs served from a 100k-entry store.
+func BenchmarkInclusionProof(b *testing.B) {
+	keys := newTestKeys(b)
+	l, st := openTestLedger(b, b.TempDir(), keys, StoreOptions{NoSync: true})
+	evs := benchEvents(1000)
+	for range 100 {
+		if _, err := l.Append(context.Background(), evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	size := st.State().Size
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := st.InclusionProof(uint64(i*7919)%size, size); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

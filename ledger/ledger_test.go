@@ -1,0 +1,335 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	tdproof "github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"go.uber.org/goleak"
+
+	"github.com/auditledger/ledgerd/merkle"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// recomputeRoot hashes every stored leaf into a fresh range.
+func recomputeRoot(t *testing.T, st *Store) (merkle.Hash, [][]byte) {
+	t.Helper()
+	rng := merkle.NewRange()
+	var leaves [][]byte
+	err := st.ScanLeaves(context.Background(), 0, func(i uint64, leaf []byte) error {
+		rng.Append(merkle.LeafHash(leaf), nil)
+		leaves = append(leaves, append([]byte(nil), leaf...))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rng.Root(), leaves
+}
+
+func TestConcurrentAppends(t *testing.T) {
+	keys := newTestKeys(t)
+	l, st := openTestLedger(t, t.TempDir(), keys, StoreOptions{})
+	const workers, total = 8, 10000
+	var (
+		mu   sync.Mutex
+		seen = make(map[uint64]string)
+		wg   sync.WaitGroup
+		errs = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += workers {
+				// Mix single appends and small batches.
+				n := 1 + i%3
+				if i+n*workers > total {
+					n = 1
+				}
+				evs := []Event{testEvent(i)}
+				res, err := l.Append(context.Background(), evs)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				for _, r := range res {
+					if prev, dup := seen[r.Index]; dup {
+						errs <- errors.New("index " + prev + " assigned twice")
+					}
+					seen[r.Index] = r.ID
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(seen) != total {
+		t.Fatalf("%d distinct indices, want %d", len(seen), total)
+	}
+	for i := range uint64(total) {
+		if _, ok := seen[i]; !ok {
+			t.Fatalf("index %d missing: indices not contiguous", i)
+		}
+	}
+	state := st.State()
+	if state.Size != total {
+		t.Fatalf("size %d, want %d", state.Size, total)
+	}
+	root, leaves := recomputeRoot(t, st)
+	if root != state.Root {
+		t.Fatalf("stored root %s, recomputed %s", state.Root, root)
+	}
+	cp, err := l.WaitCheckpoint(context.Background(), total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := OpenCheckpoint(cp.Note, keys.verifier, "test.example/log")
+	if err != nil || opened.Size != total || opened.Root != root {
+		t.Fatalf("checkpoint %+v, %v", opened, err)
+	}
+	for i, leaf := range leaves {
+		proof, err := st.InclusionProof(uint64(i), cp.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lh := merkle.LeafHash(leaf)
+		if err := merkle.VerifyInclusion(lh, uint64(i), cp.Size, proof, cp.Root); err != nil {
+			t.Fatalf("index %d: %v", i, err)
+		}
+		if err := tdproof.VerifyInclusion(rfc6962.DefaultHasher, uint64(i), cp.Size, lh[:], toBytes(proof), cp.Root[:]); err != nil {
+			t.Fatalf("index %d (transparency-dev): %v", i, err)
+		}
+		if id, _ := LeafID(leaf); seen[uint64(i)] != id {
+			t.Fatalf("index %d holds id %q, append returned %q", i, id, seen[uint64(i)])
+		}
+	}
+}
+
+func toBytes(hs []merkle.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
+}
+
+func TestRestartKeepsTreeAndIDs(t *testing.T) {
+	keys := newTestKeys(t)
+	dir := t.TempDir()
+	l, st := openTestLedger(t, dir, keys, StoreOptions{})
+	var evs []Event
+	for i := range 700 { // crosses two full tiles and leaves a partial one
+		e := testEvent(i)
+		e.ID = "fixed-" + string(rune('a'+i%26)) + "-" + itoa(i)
+		evs = append(evs, e)
+	}
+	first, err := l.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := l.WaitCheckpoint(context.Background(), 700)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeLedger(t, l, st)
+
+	l, st = openTestLedger(t, dir, keys, StoreOptions{})
+	if s := st.State(); s.Size != 700 || s.Root != old.Root {
+		t.Fatalf("after restart: size %d root %s, want 700 %s", s.Size, s.Root, old.Root)
+	}
+	// Same ids again: nothing appended, original indices returned.
+	again, err := l.Append(context.Background(), evs[:10])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range again {
+		if !r.Duplicate || r.Index != first[i].Index || r.LeafHash != first[i].LeafHash || string(r.Signature) != string(first[i].Signature) {
+			t.Fatalf("retry %d: %+v, want duplicate of %+v", i, r, first[i])
+		}
+	}
+	if _, err := l.Append(context.Background(), []Event{testEvent(1)}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := l.WaitCheckpoint(context.Background(), 701)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := st.ConsistencyProof(old.Size, cur.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := merkle.VerifyConsistency(old.Size, cur.Size, proof, old.Root, cur.Root); err != nil {
+		t.Fatal(err)
+	}
+	if err := tdproof.VerifyConsistency(rfc6962.DefaultHasher, old.Size, cur.Size, toBytes(proof), old.Root[:], cur.Root[:]); err != nil {
+		t.Fatal(err)
+	}
+	// Every older root is reachable, and consistent with the newest.
+	for _, size := range []uint64{1, 2, 255, 256, 257, 512, 699} {
+		r, err := st.RootAt(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := st.ConsistencyProof(size, cur.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := merkle.VerifyConsistency(size, cur.Size, p, r, cur.Root); err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+	}
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+func TestInvalidBatchWritesNothing(t *testing.T) {
+	keys := newTestKeys(t)
+	l, st := openTestLedger(t, t.TempDir(), keys, StoreOptions{})
+	if _, err := l.Append(context.Background(), []Event{testEvent(0)}); err != nil {
+		t.Fatal(err)
+	}
+	before := st.State()
+	bad := testEvent(2)
+	bad.Action.Result = "perhaps"
+	_, err := l.Append(context.Background(), []Event{testEvent(1), bad, testEvent(3)})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "events[1].action.result" {
+		t.Fatalf("err = %v, want field events[1].action.result", err)
+	}
+	big := testEvent(4)
+	big.Action.Metadata = map[string]string{"blob": string(make([]byte, MaxEventBytes))}
+	if _, err := l.Append(context.Background(), []Event{big}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized event: err = %v, want ErrTooLarge", err)
+	}
+	many := make([]Event, MaxBatchEvents+1)
+	for i := range many {
+		many[i] = testEvent(i)
+	}
+	if _, err := l.Append(context.Background(), many); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized batch: err = %v, want ErrTooLarge", err)
+	}
+	if _, err := l.Append(context.Background(), nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty batch: err = %v, want ErrInvalid", err)
+	}
+	if after := st.State(); after != before {
+		t.Fatalf("state changed by rejected appends: %+v -> %+v", before, after)
+	}
+	if _, err := st.InclusionProof(0, before.Size+1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("proof beyond size: %v", err)
+	}
+	if _, err := st.Leaf(before.Size); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("leaf beyond size: %v", err)
+	}
+}
+
+func TestApplyIsDeterministicAndReplayIsNoop(t *testing.T) {
+	keys := newTestKeys(t)
+	a, err := OpenStore(t.TempDir(), StoreOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenStore(t.TempDir(), StoreOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var batches [][][]byte
+	for n := range 40 {
+		var leaves [][]byte
+		for i := range n * 7 % 300 {
+			e := Entry{Event: testEvent(i), ReceivedAt: int64(n)}
+			e.ID = "b" + itoa(n) + "-" + itoa(i%250) // some duplicates inside batches
+			leaves = append(leaves, keys.hmac.sealLeaf(&e))
+		}
+		if len(leaves) == 0 {
+			continue
+		}
+		batches = append(batches, leaves)
+	}
+	for i, leaves := range batches {
+		ra, err := a.Apply(uint64(i+1), leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := b.Apply(uint64(i+1), leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Replaying on b changes nothing and answers the same.
+		before := b.State()
+		rr, err := b.Apply(uint64(i+1), leaves)
+		if err != nil || b.State() != before {
+			t.Fatalf("replay of %d: %v, state %+v -> %+v", i+1, err, before, b.State())
+		}
+		for j := range ra {
+			if ra[j].Index != rb[j].Index || ra[j].LeafHash != rb[j].LeafHash || ra[j].Index != rr[j].Index {
+				t.Fatalf("batch %d leaf %d: results differ", i, j)
+			}
+		}
+		if a.State() != b.State() {
+			t.Fatalf("batch %d: states differ: %+v vs %+v", i, a.State(), b.State())
+		}
+	}
+	// Byte-identical stores.
+	if da, db := dump(t, a), dump(t, b); da != db {
+		t.Fatal("stores differ byte for byte")
+	}
+}
+
+func dump(t *testing.T, s *Store) string {
+	it, err := s.DB().NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, it.Key()...)
+		out = append(out, 0)
+		out = append(out, it.Value()...)
+		out = append(out, 0)
+	}
+	return string(out)
+}
+
+func TestMalformedLeafRejectsBatch(t *testing.T) {
+	s, err := OpenStore(t.TempDir(), StoreOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys := newTestKeys(t)
+	e := Entry{Event: testEvent(1)}
+	e.ID = "ok"
+	good := keys.hmac.sealLeaf(&e)
+	for name, leaf := range map[string][]byte{"empty": {}, "bad format": {9, 1, 'x'}, "no id": {1, 0}} {
+		if _, err := s.Apply(1, [][]byte{good, leaf}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	if s.State().Size != 0 || s.State().LastApplied != 0 {
+		t.Fatalf("state changed: %+v", s.State())
+	}
+}
