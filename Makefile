@@ -8,7 +8,7 @@ PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 
-.PHONY: build run test test-short bench lint proto cluster clean
+.PHONY: build run test test-short bench lint lint-fast proto cluster clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -30,6 +30,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# lint-fast is what CI runs before the tests: formatting and vet only.
+lint-fast:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
 
 proto:
 	$(GO) install $(PROTOC_GEN_GO)
