@@ -81,6 +81,7 @@ type Store struct {
 
 	applyMu sync.Mutex // serialises Apply; guards the fields below
 	prep    TreeState  // state after the last batch handed to Pebble
+	ids     *idFilter  // every stored event id, to skip lookups of new ones
 	rng     *merkle.Range
 	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
@@ -188,6 +189,9 @@ func (s *Store) load() error {
 			}
 			s.edge[lvl] = append(make([]merkle.Hash, 0, merkle.TileWidth), row[:w]...)
 		}
+	}
+	if err := s.loadIDFilter(); err != nil {
+		return err
 	}
 	s.prep = st
 	s.state.Store(&st)
@@ -340,6 +344,9 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 		if seen != nil {
 			seen[id] = i
 		}
+		if !s.ids.mayContain(id) {
+			continue // certainly new
+		}
 		// Earlier prepared batches are visible here even before they are
 		// durable (Pebble publishes before the WAL sync completes).
 		idx, err := s.indexOf(idKey(id), prep.Size)
@@ -383,6 +390,7 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 		idx := s.rng.Size()
 		r.Index, r.Leaf, r.LeafHash = idx, leaf, merkle.LeafHash(leaf)
 		s.rng.Append(r.LeafHash, visit)
+		s.ids.add(r.ID)
 		b.Set(entryKey(idx), leaf, nil)
 		b.Set(idKey(r.ID), encodeIndex(idx), nil)
 		b.Set(hashKey(r.LeafHash), encodeIndex(idx), nil)
