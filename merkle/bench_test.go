@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -63,25 +64,42 @@ func benchAppend(b *testing.B, entries bool) {
 	r := NewRange()
 	b.ReportAllocs()
 	b.ResetTimer()
-	if entries {
-		for i := 0; i < b.N; i++ {
-			r.Append(LeafHash(data[i&mask]), nil)
+	// Appends and the two-SHA baseline run in alternating chunks, so that
+	// load from other processes drifting during the run hits both alike;
+	// only the appends count towards ns/op.
+	var tAppend, tBase time.Duration
+	for done := 0; done < b.N; {
+		n := min(1<<12, b.N-done)
+		start := time.Now()
+		if entries {
+			for i := done; i < done+n; i++ {
+				r.Append(LeafHash(data[i&mask]), nil)
+			}
+		} else {
+			for i := done; i < done+n; i++ {
+				r.Append(leaves[i&mask], nil)
+			}
 		}
-	} else {
-		for i := 0; i < b.N; i++ {
-			r.Append(leaves[i&mask], nil)
-		}
+		tAppend += time.Since(start)
+		b.StopTimer()
+		tBase += twoSHA(n)
+		b.StartTimer()
+		done += n
 	}
 	b.StopTimer()
-	elapsed := b.Elapsed()
-	base := twoSHA(b.N)
-	b.ReportMetric(float64(elapsed)/float64(base), "ratio-vs-2sha")
-	b.ReportMetric(float64(base.Nanoseconds())/float64(b.N), "2sha-ns")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "leaves/s")
+	b.ReportMetric(float64(tAppend)/float64(tBase), "ratio-vs-2sha")
+	b.ReportMetric(float64(tBase.Nanoseconds())/float64(b.N), "2sha-ns")
+	b.ReportMetric(float64(b.N)/tAppend.Seconds(), "leaves/s")
 	benchSink = r.Root()
 }
 
 const benchLog = 24
+
+// smallHeapGC makes the GC reclaim garbage every ~100 MiB instead of every
+// 1 GiB (the size of the in-memory tree), so the per-proof allocations reuse
+// warm memory as they would in a server, rather than page-faulting fresh
+// memory for the first GiB.
+const smallHeapGC = 10
 
 type benchTree struct {
 	store   *nodeStore
@@ -130,6 +148,7 @@ var bigTree = sync.OnceValue(func() *benchTree {
 // from memory + Rehash, Verify = VerifyInclusion.
 func BenchmarkInclusionProof(b *testing.B) {
 	t := bigTree()
+	defer debug.SetGCPercent(debug.SetGCPercent(smallHeapGC))
 	b.Run("Nodes", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -163,6 +182,7 @@ func BenchmarkInclusionProof(b *testing.B) {
 // size to 2^24.
 func BenchmarkConsistencyProof(b *testing.B) {
 	t := bigTree()
+	defer debug.SetGCPercent(debug.SetGCPercent(smallHeapGC))
 	b.Run("Nodes", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {

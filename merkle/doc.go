@@ -59,7 +59,9 @@
 //
 // # What a proof binds
 //
-// An inclusion proof binds the leaf, its index and the root; the tree size
-// only shapes the proof. Always verify against the root signed for that
-// size, never against a root taken from elsewhere.
+// Proofs bind leaves, indices and roots; a tree size only decides a proof's
+// shape (its length and the side each hash goes on), so a root of another
+// size whose proof has the same shape computes the same way. Always verify
+// against the root signed together with the stated size, never against a
+// root taken from elsewhere (TestSizeBoundByShapeOnly shows the case).
 package merkle
