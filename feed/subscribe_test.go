@@ -188,7 +188,7 @@ type fakeLog struct {
 	leaves map[uint64][]byte
 }
 
-func (f *fakeLog) State() ledger.TreeState   { return ledger.TreeState{Size: f.size} }
+func (f *fakeLog) State() ledger.TreeState  { return ledger.TreeState{Size: f.size} }
 func (f *fakeLog) Changed() <-chan struct{} { return make(chan struct{}) }
 func (f *fakeLog) ScanLeaves(ctx context.Context, from uint64, fn func(uint64, []byte) error) error {
 	for i := from; i < f.size; i++ {
