@@ -1,0 +1,134 @@
+package raft
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/auditledger/ledgerd/ledger"
+)
+
+// FSM applies committed Raft log entries to a ledger.Store. It is
+// deterministic: the Raft log index is the Store's batch number, so the
+// last applied index is written in the same Pebble batch as the data and
+// a replay after a restart (Raft re-applies everything after its last
+// snapshot) is a no-op.
+//
+// A log entry that does not decode (checksum mismatch) stops the FSM for
+// good: every later Apply fails with the same error instead of letting
+// this node go on from a state that differs from the others'. The node
+// reports it in its status and health; the operator replaces the node.
+type FSM struct {
+	store *ledger.Store
+	log   *slog.Logger
+	fatal atomic.Pointer[error]
+
+	restores atomic.Int64 // snapshots that replaced the store's content
+}
+
+// NewFSM returns the state machine over store.
+func NewFSM(store *ledger.Store, log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &FSM{store: store, log: log}
+}
+
+// applyResponse is what Apply returns through ApplyFuture.Response.
+type applyResponse struct {
+	results []ledger.Result
+	err     error
+}
+
+// Apply implements hraft.FSM.
+func (f *FSM) Apply(l *hraft.Log) any {
+	if errp := f.fatal.Load(); errp != nil {
+		return applyResponse{err: *errp}
+	}
+	cmd, err := decodeCommand(l.Data)
+	if err != nil {
+		err = fmt.Errorf("%w: log entry %d: %v; this node stopped applying", ledger.ErrCorrupt, l.Index, err)
+		f.fatal.CompareAndSwap(nil, &err)
+		f.log.Error("raft: cannot apply log entry", "index", l.Index, "term", l.Term, "err", err)
+		return applyResponse{err: err}
+	}
+	switch cmd.kind {
+	case kindLeaves:
+		res, err := f.store.Apply(l.Index, cmd.leaves)
+		return applyResponse{results: res, err: err}
+	default: // kindKV
+		return applyResponse{err: f.store.ApplyKV(l.Index, cmd.ops)}
+	}
+}
+
+// Err returns the error that stopped the FSM, or nil.
+func (f *FSM) Err() error {
+	if errp := f.fatal.Load(); errp != nil {
+		return *errp
+	}
+	return nil
+}
+
+// Snapshot implements hraft.FSM: a Pebble snapshot, streamed out later by
+// Persist while Apply goes on.
+func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
+	sn, err := f.store.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return fsmSnapshot{sn}, nil
+}
+
+// Restore implements hraft.FSM. Raft calls it at start-up with its
+// latest snapshot and on a follower that is sent one. The Store is
+// persistent, so when it already holds the snapshot's state or a later
+// one (the usual case at start-up) Restore only checks that the roots
+// agree and keeps the data; otherwise it replaces the Store's content.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	snap, err := ledger.SnapshotState(br)
+	if err != nil {
+		return err
+	}
+	local := f.store.State()
+	if snap.LastApplied <= local.LastApplied {
+		if snap.Size > local.Size {
+			return fmt.Errorf("%w: snapshot has %d entries at batch %d, the store only %d at batch %d",
+				ledger.ErrCorrupt, snap.Size, snap.LastApplied, local.Size, local.LastApplied)
+		}
+		root, err := f.store.RootAt(snap.Size)
+		if err != nil {
+			return err
+		}
+		if root != snap.Root {
+			return fmt.Errorf("%w: snapshot root at size %d differs from the store's", ledger.ErrCorrupt, snap.Size)
+		}
+		f.log.Info("raft: store already holds the snapshot", "snapshot_applied", snap.LastApplied, "store_applied", local.LastApplied)
+		return nil
+	}
+	f.log.Info("raft: restoring store from snapshot", "size", snap.Size, "applied", snap.LastApplied, "store_size", local.Size)
+	if err := f.store.Restore(br); err != nil {
+		return fmt.Errorf("raft: restore snapshot: %w", err)
+	}
+	f.restores.Add(1)
+	return nil
+}
+
+type fsmSnapshot struct{ sn *ledger.Snapshot }
+
+// Persist implements hraft.FSMSnapshot.
+func (s fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
+	if _, err := s.sn.WriteTo(sink); err != nil {
+		return errors.Join(err, sink.Cancel())
+	}
+	return sink.Close()
+}
+
+// Release implements hraft.FSMSnapshot.
+func (s fsmSnapshot) Release() { s.sn.Close() }
