@@ -7,7 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time")
+	"time"
+)
 
 // cpuTime is this process's user+system CPU time. Reported per event it
 // stays meaningful on a shared machine, where wall-clock rates do not.

@@ -12,7 +12,8 @@ import (
 //	e/<index:8 BE>          → leaf bytes                    (entries)
 //	i/<event id>            → <index:8 BE>                  (id → index)
 //	h/<leaf hash:32>        → <index:8 BE>                  (leaf hash → index)
-//	t/<level:1><tile:8 BE>  → N×32 bytes                    (tlog tile rows, N ≤ 256)
+//	t/<level:1><tile:8 BE>  → 256×32 bytes                  (full tlog tile rows)
+//	t/<level:1><tile:8 BE><start:2 BE> → N×32 bytes         (segments of a partial tile)
 //	m/state                 → tree state (see encodeState)
 //	m/format                → key-space version, "1"
 //
@@ -61,6 +62,16 @@ func tileKey(level uint8, index uint64) []byte {
 	k := make([]byte, 11)
 	k[0], k[1], k[2] = tagTile, '/', level
 	binary.BigEndian.PutUint64(k[3:], index)
+	return k
+}
+
+// tileSegKey names the segment of a partial tile that starts at hash
+// start. It sorts after the tile's full-row key and before the next tile's.
+func tileSegKey(level uint8, index uint64, start int) []byte {
+	k := make([]byte, 13)
+	k[0], k[1], k[2] = tagTile, '/', level
+	binary.BigEndian.PutUint64(k[3:], index)
+	binary.BigEndian.PutUint16(k[11:], uint16(start))
 	return k
 }
 

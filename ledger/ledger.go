@@ -105,6 +105,13 @@ type Config struct {
 	Now   func() time.Time
 	NewID func() string
 
+	// Transform, when set, rewrites a batch after it is validated and
+	// before it is sealed (field encryption): it returns the events to
+	// seal, must not modify the caller's events (or their metadata maps)
+	// in place, and its output is validated again. Seal fails with its
+	// error.
+	Transform func(events []Event) ([]Event, error)
+
 	Logger *slog.Logger
 }
 
@@ -130,7 +137,8 @@ type Ledger struct {
 	cfg      Config
 	store    *Store
 	in       chan *pending
-	inflight chan *flight // sequence → awaitDurable
+	inflight chan *flight  // sequence → awaitDurable
+	slots    chan struct{} // one per batch being committed, at most maxInFlight
 	stop     chan struct{}
 	done     chan struct{} // closed when every queued append is finished
 	closed   atomic.Bool
@@ -183,6 +191,7 @@ func New(cfg Config) (*Ledger, error) {
 		store:     cfg.Store,
 		in:        make(chan *pending, cfg.MaxPending),
 		inflight:  make(chan *flight, maxInFlight),
+		slots:     make(chan struct{}, maxInFlight),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		cpChanged: make(chan struct{}),
@@ -231,6 +240,17 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 	}
 	if len(events) > MaxBatchEvents {
 		return nil, 0, fmt.Errorf("%w: %d events in one batch; at most %d", ErrTooLarge, len(events), MaxBatchEvents)
+	}
+	if l.cfg.Transform != nil {
+		for i := range events {
+			if err := events[i].Validate(); err != nil {
+				return nil, 0, batchFieldError(len(events), i, err)
+			}
+		}
+		var err error
+		if events, err = l.cfg.Transform(events); err != nil {
+			return nil, 0, err
+		}
 	}
 	now := l.cfg.Now().UnixNano()
 	leaves := make([][]byte, len(events))
@@ -357,6 +377,7 @@ func (l *Ledger) sequence() {
 				for {
 					select {
 					case p := <-l.in:
+						l.slots <- struct{}{}
 						l.commit([]*pending{p})
 					default:
 						return
@@ -364,6 +385,9 @@ func (l *Ledger) sequence() {
 				}
 			}
 		}
+		// Wait for a free slot before gathering: appends that arrive while
+		// earlier batches sync join this one.
+		l.slots <- struct{}{}
 		batch := []*pending{first}
 		n, size := len(first.leaves), first.bytes
 		var wait <-chan time.Time
@@ -403,8 +427,10 @@ func (l *Ledger) sequence() {
 }
 
 // maxInFlight bounds the batches handed to an AsyncCommitter whose
-// durability has not been confirmed yet.
-const maxInFlight = 4
+// durability has not been confirmed yet. Two keep the disk busy (one
+// syncing, one queued behind it) while appends that arrive meanwhile
+// gather into the next batch instead of many small ones.
+const maxInFlight = 2
 
 // flight is a batch handed to the committer, waiting for durability.
 type flight struct {
@@ -413,6 +439,8 @@ type flight struct {
 	wait  func() ([]Result, error)
 }
 
+// commit hands a batch to the committer. The caller holds a slot; it is
+// released when the batch is finished.
 func (l *Ledger) commit(batch []*pending) {
 	var leaves [][]byte
 	if len(batch) == 1 {
@@ -426,6 +454,7 @@ func (l *Ledger) commit(batch []*pending) {
 		wait, err := ac.CommitAsync(context.Background(), leaves)
 		if err != nil {
 			l.finish(batch, len(leaves), nil, err)
+			<-l.slots
 			return
 		}
 		l.inflight <- &flight{batch: batch, n: len(leaves), wait: wait}
@@ -433,6 +462,7 @@ func (l *Ledger) commit(batch []*pending) {
 	}
 	results, err := l.cfg.Committer.Commit(context.Background(), leaves)
 	l.finish(batch, len(leaves), results, err)
+	<-l.slots
 }
 
 // awaitDurable completes the batches handed to an AsyncCommitter, in
@@ -441,6 +471,7 @@ func (l *Ledger) awaitDurable() {
 	for f := range l.inflight {
 		results, err := f.wait()
 		l.finish(f.batch, f.n, results, err)
+		<-l.slots
 	}
 }
 

@@ -364,18 +364,26 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 
 	// Phase 2: extend the tree and fill the batch.
 	b := s.db.NewBatch()
-	var dirty [maxTileLevels]bool
+	// A partial tile is written as segments: each batch adds one key with
+	// just the hashes it appended (from segStart on), so a small batch
+	// costs a few bytes, not a rewrite of the whole row. A tile that fills
+	// up is written as one full row and its segments are deleted.
+	var segStart [maxTileLevels]int
+	for lvl := range s.edge {
+		segStart[lvl] = len(s.edge[lvl])
+	}
 	visit := func(id merkle.NodeID, h merkle.Hash) {
 		if id.Level%merkle.TileHeight != 0 {
 			return
 		}
 		lvl := id.Level / merkle.TileHeight
 		s.edge[lvl] = append(s.edge[lvl], h)
-		dirty[lvl] = true
 		if len(s.edge[lvl]) == merkle.TileWidth {
-			b.Set(tileKey(lvl, id.Index/merkle.TileWidth), encodeRow(s.edge[lvl]), nil)
+			tile := id.Index / merkle.TileWidth
+			b.Set(tileKey(lvl, tile), encodeRow(s.edge[lvl]), nil)
+			b.DeleteRange(tileSegKey(lvl, tile, 0), tileSegKey(lvl, tile+1, 0), nil)
 			s.edge[lvl] = s.edge[lvl][:0]
-			dirty[lvl] = false
+			segStart[lvl] = 0
 		}
 	}
 	for i, leaf := range leaves {
@@ -422,9 +430,10 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 		}
 	}
 	size := s.rng.Size()
-	for lvl, d := range dirty {
-		if d && len(s.edge[lvl]) > 0 {
-			b.Set(tileKey(uint8(lvl), levelCount(size, uint8(lvl))/merkle.TileWidth), encodeRow(s.edge[lvl]), nil)
+	for lvl := range s.edge {
+		if start := segStart[lvl]; len(s.edge[lvl]) > start {
+			tile := levelCount(size, uint8(lvl)) / merkle.TileWidth
+			b.Set(tileSegKey(uint8(lvl), tile, start), encodeRow(s.edge[lvl][start:]), nil)
 		}
 	}
 	b.Set(keyState, encodeState(size, seq, s.rng.Hashes()), nil)

@@ -1,32 +1,58 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/auditledger/ledgerd/merkle"
 )
 
-// tileRow reads the stored row of tile (level, index). Rows only ever grow
-// (a partial tile is rewritten wider until it is full), so any stored row
-// holds every node that was complete when it was written.
+// tileRow reads the stored row of tile (level, index): the full row, or
+// the segments of a partial tile joined in order. Rows only ever grow, so
+// any stored row holds every node that was complete when it was written.
 func (s *Store) tileRow(level uint8, index uint64) ([]merkle.Hash, error) {
 	v, err := s.get(tileKey(level, index))
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: tile %d/%d missing", ErrCorrupt, level, index)
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		if len(v) != merkle.TileWidth*merkle.HashSize {
+			return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
+		}
+		return decodeRow(v, nil), nil
+	case !errors.Is(err, ErrNotFound):
 		return nil, err
 	}
-	if len(v)%merkle.HashSize != 0 || len(v) == 0 || len(v) > merkle.TileWidth*merkle.HashSize {
-		return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: tileSegKey(level, index, 0), UpperBound: tileSegKey(level, index+1, 0)})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read tile %d/%d: %w", level, index, err)
 	}
-	row := make([]merkle.Hash, len(v)/merkle.HashSize)
-	for i := range row {
-		copy(row[i][:], v[i*merkle.HashSize:])
+	defer it.Close()
+	var row []merkle.Hash
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 13 || int(binary.BigEndian.Uint16(k[11:])) != len(row) ||
+			len(v) == 0 || len(v)%merkle.HashSize != 0 || len(row)+len(v)/merkle.HashSize >= merkle.TileWidth {
+			return nil, fmt.Errorf("%w: tile %d/%d: bad segment %x", ErrCorrupt, level, index, k)
+		}
+		row = decodeRow(v, row)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("ledger: read tile %d/%d: %w", level, index, err)
+	}
+	if len(row) == 0 {
+		return nil, fmt.Errorf("%w: tile %d/%d missing", ErrCorrupt, level, index)
 	}
 	return row, nil
+}
+
+func decodeRow(v []byte, row []merkle.Hash) []merkle.Hash {
+	for ; len(v) >= merkle.HashSize; v = v[merkle.HashSize:] {
+		row = append(row, merkle.Hash(v[:merkle.HashSize]))
+	}
+	return row
 }
 
 // TileRow returns the stored row of a tile, for serving tlog tiles.
