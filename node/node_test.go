@@ -23,6 +23,13 @@ import (
 
 func startTestNode(t *testing.T, dir string) (*Node, pb.LedgerClient) {
 	t.Helper()
+	return startNodeIn(t, dir)
+}
+
+func startTestNodeB(b *testing.B) (*Node, pb.LedgerClient) { return startNodeIn(b, b.TempDir()) }
+
+func startNodeIn(t testing.TB, dir string) (*Node, pb.LedgerClient) {
+	t.Helper()
 	cfg := Defaults()
 	cfg.DataDir = dir
 	cfg.GRPCAddr = "127.0.0.1:0"
