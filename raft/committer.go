@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	hraft "github.com/hashicorp/raft"
+
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/ledger"
 	"github.com/auditledger/ledgerd/merkle"
@@ -34,7 +36,38 @@ func (c committer) Commit(ctx context.Context, leaves [][]byte) ([]ledger.Result
 			return c.n.apply(ctx, cmd)
 		}
 		return c.n.forward(ctx, leaves)
-	}, leaves)
+	}, leaves, false)
+}
+
+// CommitAsync implements ledger.AsyncCommitter. On the leader it hands
+// the entry to Raft at once, in call order, and waits for it in wait, so
+// the ledger prepares its next batch while this one replicates and
+// syncs. On a follower it forwards before returning (keeping the order
+// of batches) and wait only hands back the answer.
+func (c committer) CommitAsync(ctx context.Context, leaves [][]byte) (func() ([]ledger.Result, error), error) {
+	if !c.n.IsLeader() {
+		res, err := c.Commit(ctx, leaves)
+		return func() ([]ledger.Result, error) { return res, err }, nil
+	}
+	f := c.n.raft.Apply(encodeLeaves(leaves), c.n.cfg.ApplyTimeout)
+	return func() ([]ledger.Result, error) {
+		res, err := applyResult(f)
+		if !errors.Is(err, ledger.ErrNotLeader) {
+			return res, err
+		}
+		// Leadership moved while the entry was in flight: the outcome is
+		// unknown, so go through the retry loop (it forwards to the new
+		// leader; ids make a second commit a no-op).
+		if c.n.metrics != nil {
+			c.n.metrics.retries.Inc()
+		}
+		return c.n.commit(ctx, func(ctx context.Context) ([]ledger.Result, error) {
+			if c.n.IsLeader() {
+				return c.n.apply(ctx, encodeLeaves(leaves))
+			}
+			return c.n.forward(ctx, leaves)
+		}, leaves, true)
+	}, nil
 }
 
 // CommitKV implements ledger.Committer.
@@ -44,21 +77,23 @@ func (c committer) CommitKV(ctx context.Context, ops []ledger.KV) error {
 			return c.n.apply(ctx, encodeKV(ops))
 		}
 		return nil, c.n.forwardKV(ctx, ops)
-	}, nil)
+	}, nil, false)
 	return err
 }
 
 // commit runs attempt until it succeeds, fails for good, or
 // ApplyTimeout (or ctx) runs out. Only ledger.ErrNotLeader is retried:
 // no leader, leadership lost mid-write, a leader that cannot be reached.
-func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledger.Result, error), leaves [][]byte) ([]ledger.Result, error) {
+//
+// retried says an earlier attempt may have committed the batch already.
+func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledger.Result, error), leaves [][]byte, retried bool) ([]ledger.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	backoff := 5 * time.Millisecond
 	for try := 0; ; try++ {
 		res, err := attempt(ctx)
 		if err == nil {
-			if try > 0 {
+			if try > 0 || retried {
 				ownRetries(leaves, res)
 			}
 			return res, nil
@@ -108,7 +143,11 @@ func ownRetries(leaves [][]byte, res []ledger.Result) {
 
 // apply proposes one command on the leader and returns the FSM's answer.
 func (n *Node) apply(ctx context.Context, cmd []byte) ([]ledger.Result, error) {
-	f := n.raft.Apply(cmd, remaining(ctx, n.cfg.ApplyTimeout))
+	return applyResult(n.raft.Apply(cmd, remaining(ctx, n.cfg.ApplyTimeout)))
+}
+
+// applyResult waits for an Apply and returns the FSM's answer.
+func applyResult(f hraft.ApplyFuture) ([]ledger.Result, error) {
 	if err := f.Error(); err != nil {
 		return nil, retryable(err)
 	}
