@@ -22,16 +22,35 @@ import (
 	"github.com/auditledger/ledgerd/merkle"
 )
 
-// buildLedgerd compiles this command into dir.
-func buildLedgerd(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "ledgerd")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build ledgerd: %v", err)
+var (
+	buildOnce sync.Once
+	binDir    string
+	binErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
-	return bin
+	os.Exit(code)
+}
+
+// buildLedgerd compiles this command once per test run.
+func buildLedgerd(t *testing.T, _ string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "ledgerd-bin-"); binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "ledgerd"), ".")
+		cmd.Stderr = os.Stderr
+		binErr = cmd.Run()
+	})
+	if binErr != nil {
+		t.Fatalf("build ledgerd: %v", binErr)
+	}
+	return filepath.Join(binDir, "ledgerd")
 }
 
 func freeAddr(t *testing.T) string {

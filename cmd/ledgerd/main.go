@@ -69,6 +69,19 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
 	noSync := fs.Bool("unsafe-nosync", false, "commit without fsync (benchmarks only: crashes lose acknowledged events)")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	logFormat := fs.String("log-format", def.LogFormat, "text or json")
+	nodeID := fs.String("node-id", "", "cluster: this node's id (turns on cluster mode)")
+	raftAddr := fs.String("raft-addr", "", "cluster: Raft transport listen address (host:port)")
+	raftAdv := fs.String("raft-advertise-addr", "", "cluster: Raft address the other nodes dial (default --raft-addr)")
+	apiAdv := fs.String("api-advertise-addr", "", "cluster: gRPC address the other nodes dial (default the gRPC listener's)")
+	bootstrap := fs.Bool("bootstrap", false, "cluster: start a new cluster with this node (no-op once it has state)")
+	join := fs.String("join", "", "cluster: join the cluster through any member's gRPC API address")
+	tokenFile := fs.String("cluster-token-file", "", "cluster: shared secret for node-to-node calls (env LEDGERD_CLUSTER_TOKEN)")
+	tlsCert := fs.String("tls-cert", "", "cluster: this node's certificate (PEM), for Raft mutual TLS and the gRPC API")
+	tlsKey := fs.String("tls-key", "", "cluster: this node's private key (PEM)")
+	tlsCA := fs.String("tls-ca", "", "cluster: the cluster CA certificate (PEM)")
+	allowPlain := fs.Bool("allow-plaintext", false, "cluster: allow plain TCP off loopback (trusted networks only)")
+	heartbeat := fs.Duration("raft-heartbeat-timeout", 0, "cluster: Raft heartbeat timeout (default 1s)")
+	election := fs.Duration("raft-election-timeout", 0, "cluster: Raft election timeout (default 1s)")
 	if err := fs.Parse(args); err != nil {
 		return node.Config{}, err
 	}
@@ -110,6 +123,32 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
 			cfg.LogLevel = *logLevel
 		case "log-format":
 			cfg.LogFormat = *logFormat
+		case "node-id":
+			cfg.Cluster.NodeID = *nodeID
+		case "raft-addr":
+			cfg.Cluster.RaftAddr = *raftAddr
+		case "raft-advertise-addr":
+			cfg.Cluster.AdvertiseAddr = *raftAdv
+		case "api-advertise-addr":
+			cfg.Cluster.APIAdvertiseAddr = *apiAdv
+		case "bootstrap":
+			cfg.Cluster.Bootstrap = *bootstrap
+		case "join":
+			cfg.Cluster.Join = *join
+		case "cluster-token-file":
+			cfg.Cluster.TokenFile = *tokenFile
+		case "tls-cert":
+			cfg.Cluster.TLSCertFile = *tlsCert
+		case "tls-key":
+			cfg.Cluster.TLSKeyFile = *tlsKey
+		case "tls-ca":
+			cfg.Cluster.TLSCAFile = *tlsCA
+		case "allow-plaintext":
+			cfg.Cluster.AllowPlaintext = *allowPlain
+		case "raft-heartbeat-timeout":
+			cfg.Cluster.HeartbeatTimeout = node.Duration(*heartbeat)
+		case "raft-election-timeout":
+			cfg.Cluster.ElectionTimeout = node.Duration(*election)
 		}
 	})
 	return cfg, cfg.Validate()
