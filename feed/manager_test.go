@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/auditledger/ledgerd/feed/internal/feedtest"
+	"github.com/auditledger/ledgerd/feed/feedtest"
 )
 
 // recordingSink records what it acknowledged; fail decides, per call,

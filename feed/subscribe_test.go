@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditledger/ledgerd/feed/internal/feedtest"
+	"github.com/auditledger/ledgerd/feed/feedtest"
 	"github.com/auditledger/ledgerd/ledger"
 	"github.com/auditledger/ledgerd/merkle"
 )

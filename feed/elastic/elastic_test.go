@@ -15,7 +15,7 @@ import (
 
 	"github.com/auditledger/ledgerd/feed"
 	"github.com/auditledger/ledgerd/feed/elastic"
-	"github.com/auditledger/ledgerd/feed/internal/feedtest"
+	"github.com/auditledger/ledgerd/feed/feedtest"
 	"github.com/auditledger/ledgerd/feed/internal/sinktest"
 )
 

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/auditledger/ledgerd/feed"
-	"github.com/auditledger/ledgerd/feed/internal/feedtest"
+	"github.com/auditledger/ledgerd/feed/feedtest"
 	"github.com/auditledger/ledgerd/feed/internal/sinktest"
 	"github.com/auditledger/ledgerd/feed/webhook"
 )

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/auditledger/ledgerd/feed"
-	"github.com/auditledger/ledgerd/feed/internal/feedtest"
+	"github.com/auditledger/ledgerd/feed/feedtest"
 )
 
 // FastDelivery is a Delivery with quick retries for tests.
