@@ -1,0 +1,719 @@
+package fieldcrypt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/auditledger/ledgerd/ledger"
+)
+
+// KVStore reads the replicated reserved tables: a *ledger.Store.
+type KVStore interface {
+	Get(key []byte) ([]byte, error)
+	ScanKV(prefix []byte, fn func(key, value []byte) error) error
+	State() ledger.TreeState
+}
+
+// KVCommitter replicates writes to the reserved tables: the ledger's
+// Committer.
+type KVCommitter interface {
+	CommitKV(ctx context.Context, ops []ledger.KV) error
+}
+
+// Options configure a Crypter.
+type Options struct {
+	Config Config
+	Master *MasterKeys
+	Store  KVStore
+	Commit KVCommitter
+	Logger *slog.Logger
+	Now    func() time.Time
+	// CommitTimeout bounds the key writes Transform makes (a first field
+	// key, data keys of new subjects). Default 30s.
+	CommitTimeout time.Duration
+}
+
+// maxCached bounds each key cache; a full cache is emptied.
+const maxCached = 1 << 17
+
+// Crypter encrypts events before they are sealed (Transform, the
+// ledger's Config.Transform), decrypts them for readers (Reveal), and
+// manages field keys (Rotate, Keys) and per-subject data keys (Erase).
+// Key state lives in the replicated reserved table (see keys.go); a
+// Crypter caches unwrapped keys and flushes its caches whenever another
+// rotation or erasure is applied (it checks the generation key whenever
+// the store has applied anything new). Safe for concurrent use.
+type Crypter struct {
+	cfg     *compiled
+	master  *MasterKeys
+	kv      KVStore
+	commit  KVCommitter
+	log     *slog.Logger
+	now     func() time.Time
+	timeout time.Duration
+
+	mu        sync.RWMutex // guards the fields below
+	loaded    bool
+	checkedAt uint64 // store's LastApplied when gen was read
+	gen       string
+	fields    map[string]*fieldKey // every field key, by id (lookup nil: not unwrapped)
+	current   *fieldKey            // newest field key; nil when none or not unwrapped
+	newestID  string
+	bySubject map[string]*dataKey // subject → its data key under current
+	byID      map[string]*dataKey // data key id → key
+	erased    map[string]bool     // data key ids known erased
+
+	createMu sync.Mutex // serialises key creation on this node
+}
+
+// New returns a Crypter. It checks that the master key opens the newest
+// field key, if any (a node started with the wrong key refuses to run).
+func New(o Options) (*Crypter, error) {
+	cc, err := o.Config.compile()
+	if err != nil {
+		return nil, err
+	}
+	if o.Master == nil || o.Store == nil || o.Commit == nil {
+		return nil, errors.New("fieldcrypt: Options need Master, Store and Commit")
+	}
+	c := &Crypter{cfg: cc, master: o.Master, kv: o.Store, commit: o.Commit, log: o.Logger, now: o.Now, timeout: o.CommitTimeout}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.timeout <= 0 {
+		c.timeout = 30 * time.Second
+	}
+	if err := c.refresh(); err != nil {
+		return nil, err
+	}
+	if c.newestID != "" && c.current == nil {
+		return nil, fmt.Errorf("%w: the master key (id %s) does not open the current field key %s: wrong AUDIT_ENCRYPTION_KEY, or its predecessor is missing from oldKeyFiles", ErrWrongKey, o.Master.CurrentID(), c.newestID)
+	}
+	return c, nil
+}
+
+// SubjectsEnabled reports whether events get per-subject data keys.
+func (c *Crypter) SubjectsEnabled() bool { return c.cfg.subject != nil }
+
+// refresh reloads the key state when a rotation or erasure happened
+// since the last look.
+func (c *Crypter) refresh() error {
+	applied := c.kv.State().LastApplied
+	c.mu.RLock()
+	fresh := c.loaded && applied == c.checkedAt
+	c.mu.RUnlock()
+	if fresh {
+		return nil
+	}
+	g, err := c.kv.Get(keyGeneration)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded && string(g) == c.gen {
+		c.checkedAt = max(c.checkedAt, applied)
+		return nil
+	}
+	fields := make(map[string]*fieldKey)
+	var newest string
+	err = c.kv.ScanKV(prefixFieldKey, func(k, v []byte) error {
+		id := string(k[len(prefixFieldKey):])
+		if !validKeyID(id) || id[0] != 'f' {
+			return fmt.Errorf("%w: field key slot %q", ledger.ErrCorrupt, k)
+		}
+		newest = id
+		if old := c.fields[id]; old != nil && old.lookup != nil && old.wrappedBy == wrapperOf(v) {
+			fields[id] = old // keys never change under an id
+			return nil
+		}
+		raw, by, err := unwrapWith(v, k, c.masterKey)
+		if err != nil {
+			c.log.Error("fieldcrypt: cannot open a field key", "key", id, "err", err)
+			fields[id] = &fieldKey{aesKey: aesKey{id: id}, created: fieldKeyTime(id), wrappedBy: by}
+			return nil
+		}
+		fk, err := openFieldKey(id, raw, by)
+		if err != nil {
+			return err
+		}
+		fields[id] = fk
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.fields, c.newestID, c.current = fields, newest, nil
+	if fk := fields[newest]; fk != nil && fk.lookup != nil {
+		c.current = fk
+	}
+	c.bySubject = make(map[string]*dataKey)
+	c.byID = make(map[string]*dataKey)
+	c.erased = make(map[string]bool)
+	c.gen, c.checkedAt, c.loaded = string(g), applied, true
+	return nil
+}
+
+func (c *Crypter) masterKey(id string) *aesKey { return c.master.byID[id] }
+
+// fieldKeyByID is for unwrapping data keys; the caller holds mu.
+func (c *Crypter) fieldKeyLocked(id string) *aesKey {
+	if fk := c.fields[id]; fk != nil && fk.lookup != nil {
+		return &fk.aesKey
+	}
+	return nil
+}
+
+func newGeneration() []byte {
+	g := make([]byte, 16)
+	rand.Read(g)
+	return g
+}
+
+// currentKey returns the current field key, creating the first one when
+// the ledger has none.
+func (c *Crypter) currentKey(ctx context.Context) (*fieldKey, error) {
+	if err := c.refresh(); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	cur, newest := c.current, c.newestID
+	c.mu.RUnlock()
+	if cur != nil {
+		return cur, nil
+	}
+	if newest != "" {
+		return nil, fmt.Errorf("%w: the current field key %s", ErrWrongKey, newest)
+	}
+	if _, err := c.Rotate(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	cur = c.current
+	c.mu.RUnlock()
+	if cur == nil {
+		return nil, fmt.Errorf("%w: the new field key", ErrWrongKey)
+	}
+	return cur, nil
+}
+
+// KeyInfo describes a field key.
+type KeyInfo struct {
+	ID        string
+	Created   time.Time
+	WrappedBy string // master key id
+	Current   bool
+	Usable    bool // a configured master key opens it
+}
+
+// Rotate makes a new field key the current one: new events are
+// encrypted under it (and subjects get new data keys wrapped by it);
+// older keys keep decrypting. Field keys wrapped by an old master key
+// are re-wrapped by the current one in the same write, so after a master
+// key change one rotation lets the old master key be retired.
+func (c *Crypter) Rotate(ctx context.Context) (KeyInfo, error) {
+	c.createMu.Lock()
+	defer c.createMu.Unlock()
+	if err := c.refresh(); err != nil {
+		return KeyInfo{}, err
+	}
+	now := c.now()
+	id := newFieldKeyID(now)
+	c.mu.RLock()
+	if c.newestID >= id { // clock behind the newest key: sort after it
+		id = newFieldKeyID(fieldKeyTime(c.newestID).Add(time.Nanosecond))
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	ops := []ledger.KV{{Key: slot(prefixFieldKey, id), Value: wrap(c.master.current, raw, slot(prefixFieldKey, id))}}
+	for fid, fk := range c.fields {
+		if fk.wrappedBy == c.master.CurrentID() {
+			continue
+		}
+		s := slot(prefixFieldKey, fid)
+		blob, err := c.kv.Get(s)
+		if err != nil {
+			c.mu.RUnlock()
+			return KeyInfo{}, err
+		}
+		old, _, err := unwrapWith(blob, s, c.masterKey)
+		if err != nil {
+			c.mu.RUnlock()
+			return KeyInfo{}, fmt.Errorf("fieldcrypt: re-wrap %s: %w", fid, err)
+		}
+		ops = append(ops, ledger.KV{Key: s, Value: wrap(c.master.current, old, s)})
+	}
+	c.mu.RUnlock()
+	ops = append(ops, ledger.KV{Key: keyGeneration, Value: newGeneration()})
+	if err := c.commit.CommitKV(ctx, ops); err != nil {
+		return KeyInfo{}, fmt.Errorf("fieldcrypt: store field key: %w", err)
+	}
+	if err := c.refresh(); err != nil {
+		return KeyInfo{}, err
+	}
+	c.log.Info("fieldcrypt: new field key", "key", id, "wrappedBy", c.master.CurrentID(), "rewrapped", len(ops)-2)
+	return KeyInfo{ID: id, Created: fieldKeyTime(id), WrappedBy: c.master.CurrentID(), Current: true, Usable: true}, nil
+}
+
+// Keys lists the field keys, oldest first.
+func (c *Crypter) Keys() ([]KeyInfo, error) {
+	if err := c.refresh(); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]KeyInfo, 0, len(c.fields))
+	for id, fk := range c.fields {
+		out = append(out, KeyInfo{ID: id, Created: fk.created, WrappedBy: fk.wrappedBy, Current: id == c.newestID, Usable: fk.lookup != nil})
+	}
+	slices.SortFunc(out, func(a, b KeyInfo) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out, nil
+}
+
+// MasterKeyID is the id of the master key in use.
+func (c *Crypter) MasterKeyID() string { return c.master.CurrentID() }
+
+// loadDataKey reads and unwraps a data key; nil, nil when it is gone.
+func (c *Crypter) loadDataKey(id string) (*dataKey, error) {
+	s := slot(prefixDataKey, id)
+	blob, err := c.kv.Get(s)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	raw, _, err := unwrapWith(blob, s, c.fieldKeyLocked)
+	c.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return openDataKey(id, raw)
+}
+
+// cacheDataKey remembers dk if no rotation or erasure happened since gen
+// was read.
+func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if len(c.byID) >= maxCached {
+		c.byID = make(map[string]*dataKey)
+	}
+	c.byID[dk.id] = dk
+	if subject != "" {
+		if len(c.bySubject) >= maxCached {
+			c.bySubject = make(map[string]*dataKey)
+		}
+		c.bySubject[subject] = dk
+	}
+}
+
+// subjectKeys returns a data key under the current field key for each
+// subject, creating (and committing, in one write) those that have none.
+func (c *Crypter) subjectKeys(ctx context.Context, cur *fieldKey, subjects []string) (map[string]*dataKey, error) {
+	out := make(map[string]*dataKey, len(subjects))
+	var missing []string
+	c.mu.RLock()
+	gen := c.gen
+	for _, s := range subjects {
+		if dk := c.bySubject[s]; dk != nil {
+			out[s] = dk
+		} else {
+			missing = append(missing, s)
+		}
+	}
+	c.mu.RUnlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	var create []string
+	for _, s := range missing {
+		dk, err := c.findSubjectKey(cur, s)
+		if err != nil {
+			return nil, err
+		}
+		if dk == nil {
+			create = append(create, s)
+			continue
+		}
+		out[s] = dk
+		c.cacheDataKey(gen, s, dk)
+	}
+	if len(create) == 0 {
+		return out, nil
+	}
+	c.createMu.Lock()
+	defer c.createMu.Unlock()
+	var ops []ledger.KV
+	made := make(map[string]*dataKey)
+	for _, s := range create {
+		// Another append on this node may have made it meanwhile.
+		dk, err := c.findSubjectKey(cur, s)
+		if err != nil {
+			return nil, err
+		}
+		if dk != nil {
+			out[s] = dk
+			continue
+		}
+		id := newDataKeyID()
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		if dk, err = openDataKey(id, raw); err != nil {
+			return nil, err
+		}
+		ds := slot(prefixDataKey, id)
+		ops = append(ops,
+			ledger.KV{Key: ds, Value: wrap(&cur.aesKey, raw, ds)},
+			ledger.KV{Key: append(subjectPrefix(cur.subjectLookup(s)), id...), Value: []byte{}})
+		made[s] = dk
+	}
+	if len(ops) > 0 {
+		if err := c.commit.CommitKV(ctx, ops); err != nil {
+			return nil, fmt.Errorf("fieldcrypt: store data keys: %w", err)
+		}
+	}
+	for s, dk := range made {
+		out[s] = dk
+		c.cacheDataKey(gen, s, dk)
+	}
+	return out, nil
+}
+
+// findSubjectKey looks in the store for a data key of subject under cur.
+func (c *Crypter) findSubjectKey(cur *fieldKey, subject string) (*dataKey, error) {
+	p := subjectPrefix(cur.subjectLookup(subject))
+	var ids []string
+	if err := c.kv.ScanKV(p, func(k, _ []byte) error {
+		ids = append(ids, string(k[len(p):]))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		dk, err := c.loadDataKey(id)
+		if err != nil {
+			return nil, err
+		}
+		if dk != nil {
+			return dk, nil
+		}
+	}
+	return nil, nil
+}
+
+// fieldSet is what Transform encrypts in one event field.
+func (c *Crypter) classOf(name string, meta bool) (class string, ok bool) {
+	var sens, pers bool
+	if meta {
+		sens, pers = c.cfg.sensitive.metadata(name), c.cfg.personal.metadata(name)
+	} else {
+		sens, pers = c.cfg.sensitive.hasField(name), c.cfg.personal.hasField(name)
+	}
+	switch {
+	case sens:
+		return ClassSensitive, true
+	case pers:
+		return ClassPersonal, true
+	}
+	return "", false
+}
+
+// Transform encrypts the configured fields of events and returns the
+// encrypted copies; it is the ledger's Config.Transform. Events with a
+// data subject have every encrypted field under the subject's data key
+// (so an erasure covers them); events without one use the current field
+// key.
+func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	cur, err := c.currentKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var keys map[string]*dataKey
+	if c.cfg.subject != nil {
+		var subjects []string
+		seen := make(map[string]bool)
+		for i := range events {
+			if s := c.cfg.subject(&events[i]); s != "" && !seen[s] {
+				seen[s] = true
+				subjects = append(subjects, s)
+			}
+		}
+		if keys, err = c.subjectKeys(ctx, cur, subjects); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]ledger.Event, len(events))
+	var rnd nonces
+	var nbuf [nonceSize]byte
+	for i := range events {
+		e := events[i]
+		var dk *dataKey
+		if c.cfg.subject != nil {
+			dk = keys[c.cfg.subject(&e)]
+		}
+		seal := func(class, field, v string) string {
+			if dk == nil {
+				return sealWith(cur.aead, class, cur.id, field, v, rnd.next())
+			}
+			if class == ClassPersonal && c.cfg.searchable.hasField(field) {
+				return sealWith(dk.aead, class, dk.id, field, v, dk.detNonce(nbuf[:0], field, v))
+			}
+			return sealWith(dk.aead, class, dk.id, field, v, rnd.next())
+		}
+		for _, f := range encryptable {
+			p := f.get(&e)
+			if *p == "" {
+				continue
+			}
+			if class, ok := c.classOf(f.name, false); ok {
+				*p = seal(class, f.name, *p)
+			}
+		}
+		if len(e.Action.Metadata) > 0 && (c.cfg.sensitive.anyMetadata() || c.cfg.personal.anyMetadata()) {
+			var m map[string]string
+			for k, v := range e.Action.Metadata {
+				class, ok := c.classOf(k, true)
+				if !ok || v == "" {
+					continue
+				}
+				if m == nil {
+					m = maps.Clone(e.Action.Metadata)
+				}
+				m[k] = seal(class, "metadata."+k, v)
+			}
+			if m != nil {
+				e.Action.Metadata = m
+			}
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+
+// Reveal decrypts, in place, the encrypted fields of an event read from
+// the ledger: sensitive ones only when sensitive is true (else they read
+// Encrypted), personal ones always, unless their subject was erased
+// (Erased). Values no key opens read Undecryptable.
+func (c *Crypter) Reveal(e *ledger.Event, sensitive bool) {
+	if err := c.refresh(); err != nil {
+		c.log.Error("fieldcrypt: reveal", "err", err)
+	}
+	for _, f := range allStringFields {
+		if p := f.get(e); IsSealed(*p) {
+			*p = c.open(f.name, *p, sensitive)
+		}
+	}
+	var m map[string]string
+	for k, v := range e.Action.Metadata {
+		if IsSealed(v) {
+			if m == nil {
+				m = maps.Clone(e.Action.Metadata)
+			}
+			m[k] = c.open("metadata."+k, v, sensitive)
+		}
+	}
+	if m != nil {
+		e.Action.Metadata = m
+	}
+}
+
+func (c *Crypter) open(field, stored string, sensitive bool) string {
+	v, err := ParseSealed(stored)
+	if err != nil {
+		return stored // a client's value that merely looks encrypted
+	}
+	if v.Class == ClassSensitive && !sensitive {
+		return Encrypted
+	}
+	var k *aesKey
+	if v.KeyID[0] == 'f' {
+		c.mu.RLock()
+		k = c.fieldKeyLocked(v.KeyID)
+		c.mu.RUnlock()
+	} else {
+		dk, state := c.dataKey(v.KeyID)
+		if dk == nil {
+			return state
+		}
+		k = &dk.aesKey
+	}
+	if k == nil {
+		return Undecryptable
+	}
+	pt, err := k.aead.Open(nil, v.Payload[:nonceSize], v.Payload[nonceSize:], aad(v.Class, field))
+	if err != nil {
+		return Undecryptable
+	}
+	return string(pt)
+}
+
+// dataKey returns a data key for decryption, or nil and the placeholder
+// to show.
+func (c *Crypter) dataKey(id string) (*dataKey, string) {
+	c.mu.RLock()
+	dk, erased, gen := c.byID[id], c.erased[id], c.gen
+	c.mu.RUnlock()
+	if dk != nil {
+		return dk, ""
+	}
+	if erased {
+		return nil, Erased
+	}
+	dk, err := c.loadDataKey(id)
+	if err != nil {
+		c.log.Warn("fieldcrypt: cannot open a data key", "key", id, "err", err)
+		return nil, Undecryptable
+	}
+	if dk != nil {
+		c.cacheDataKey(gen, "", dk)
+		return dk, ""
+	}
+	if _, err := c.kv.Get(slot(prefixErased, id)); err == nil {
+		c.mu.Lock()
+		if len(c.erased) >= maxCached {
+			c.erased = make(map[string]bool)
+		}
+		c.erased[id] = true // erasure is final: no generation check needed
+		c.mu.Unlock()
+		return nil, Erased
+	}
+	return nil, Undecryptable
+}
+
+// StoredForms returns the strings a searchable personal field holding
+// value is stored as in events of subject (one per live data key of the
+// subject): the query layer matches them instead of the plaintext. It
+// returns nil for a field that is not searchable or a subject without
+// keys.
+func (c *Crypter) StoredForms(subject, field, value string) ([]string, error) {
+	if c.cfg.subject == nil || !c.cfg.searchable.hasField(field) || !c.cfg.personal.hasField(field) || c.cfg.sensitive.hasField(field) {
+		return nil, nil
+	}
+	ids, err := c.subjectDataKeys(subject)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var nbuf [nonceSize]byte
+	for _, id := range ids {
+		dk, _ := c.dataKey(id.id)
+		if dk == nil {
+			continue
+		}
+		out = append(out, sealWith(dk.aead, ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value)))
+	}
+	return out, nil
+}
+
+type subjectKeyRef struct {
+	id    string
+	index []byte // the s/k/ key
+}
+
+// subjectDataKeys lists the data keys of subject under every field key.
+func (c *Crypter) subjectDataKeys(subject string) ([]subjectKeyRef, error) {
+	if err := c.refresh(); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	var unusable []string
+	var fks []*fieldKey
+	for id, fk := range c.fields {
+		if fk.lookup == nil {
+			unusable = append(unusable, id)
+		} else {
+			fks = append(fks, fk)
+		}
+	}
+	c.mu.RUnlock()
+	if len(unusable) > 0 {
+		slices.Sort(unusable)
+		return nil, fmt.Errorf("%w: field keys %v (a subject's data keys under them cannot be found)", ErrWrongKey, unusable)
+	}
+	var out []subjectKeyRef
+	for _, fk := range fks {
+		p := subjectPrefix(fk.subjectLookup(subject))
+		if err := c.kv.ScanKV(p, func(k, _ []byte) error {
+			out = append(out, subjectKeyRef{id: string(k[len(p):]), index: bytes.Clone(k)})
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(out, func(a, b subjectKeyRef) int { return bytes.Compare(a.index, b.index) })
+	return out, nil
+}
+
+// ErasureRecord is stored for each destroyed data key.
+type ErasureRecord struct {
+	ErasedAt time.Time `json:"erasedAt"`
+	EventID  string    `json:"eventId"` // the erasure event in the ledger
+}
+
+// Erase destroys every data key of subject on every node (one
+// replicated write: the wrapped keys and their index entries are
+// deleted, an erasure record is left per key, and every node's caches
+// are flushed). Afterwards the subject's encrypted fields read Erased;
+// leaves, proofs and checkpoints are untouched. eventID names the
+// erasure event the caller appends next. It returns the destroyed data
+// key ids (none when the subject has no keys, e.g. a second erasure).
+//
+// Events of the subject appended concurrently with the erasure may get
+// a fresh data key and stay readable: they count as after the erasure.
+func (c *Crypter) Erase(ctx context.Context, subject, eventID string) ([]string, error) {
+	if c.cfg.subject == nil {
+		return nil, fmt.Errorf("%w: per-subject keys are off (subjectField is none)", ledger.ErrInvalid)
+	}
+	if subject == "" {
+		return nil, &ledger.FieldError{Field: "subject", Reason: "required"}
+	}
+	c.createMu.Lock() // no data key of this node is being created meanwhile
+	defer c.createMu.Unlock()
+	refs, err := c.subjectDataKeys(subject)
+	if err != nil {
+		return nil, err
+	}
+	rec, _ := json.Marshal(ErasureRecord{ErasedAt: c.now().UTC(), EventID: eventID})
+	ops := make([]ledger.KV, 0, 3*len(refs)+1)
+	ids := make([]string, 0, len(refs))
+	for _, r := range refs {
+		ids = append(ids, r.id)
+		ops = append(ops,
+			ledger.KV{Key: slot(prefixDataKey, r.id), Delete: true},
+			ledger.KV{Key: r.index, Delete: true},
+			ledger.KV{Key: slot(prefixErased, r.id), Value: rec})
+	}
+	ops = append(ops, ledger.KV{Key: keyGeneration, Value: newGeneration()})
+	if err := c.commit.CommitKV(ctx, ops); err != nil {
+		return nil, fmt.Errorf("fieldcrypt: erase: %w", err)
+	}
+	if err := c.refresh(); err != nil {
+		return ids, err
+	}
+	return ids, nil
+}

@@ -1,0 +1,106 @@
+package fieldcrypt
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+)
+
+// A field value the ledger encrypted is stored, inside the leaf, as
+//
+//	<class>:v1:<keyId>:<base64url(nonce || ciphertext || tag)>
+//
+// class is "enc" for a sensitive field (decrypted only for callers
+// allowed to see sensitive data) or "pii" for a personal field (decrypted
+// for every caller allowed to read events, until its data subject is
+// erased). keyId is a field key ("f" + 24 hex digits) or a per-subject
+// data key ("d" + 24 hex digits). The cipher is AES-256-GCM with a
+// 12-byte nonce, unpadded base64url, and the additional data is
+// "ledgerd field\x00" || class || "\x00" || field name, so a ciphertext
+// moved to another field or class does not decrypt.
+//
+// Nonces are fresh random bytes, except for searchable fields (actor.id
+// by default), whose nonce is HMAC-SHA256(siv key of the data key,
+// field name || 0x00 || value)[:12]: the same subject and value give the
+// same stored string (while its data key lives), so the query layer can
+// find a subject's events by its stored form (Crypter.StoredForms)
+// without plaintext in any leaf.
+const (
+	ClassSensitive = "enc"
+	ClassPersonal  = "pii"
+	formatVersion  = "v1"
+	nonceSize      = 12
+	tagSize        = 16
+	keyIDLen       = 25 // "f" or "d" + 24 hex
+)
+
+// Placeholders returned instead of a value a caller may not see.
+const (
+	Encrypted     = "[encrypted]"     // sensitive, and the caller lacks read_sensitive
+	Erased        = "[erased]"        // the data subject was erased (crypto-shredded)
+	Undecryptable = "[undecryptable]" // no key decrypts it (wrong master key, damaged data)
+)
+
+// Sealed is a parsed encrypted value.
+type Sealed struct {
+	Class   string
+	KeyID   string
+	Payload []byte // nonce || ciphertext || tag
+}
+
+var errNotSealed = errors.New("fieldcrypt: not an encrypted value")
+
+// IsSealed reports cheaply whether s looks like an encrypted value.
+func IsSealed(s string) bool {
+	return len(s) > 7 && s[3] == ':' && s[4] == 'v' && s[5] == '1' && s[6] == ':' &&
+		(s[:3] == ClassSensitive || s[:3] == ClassPersonal)
+}
+
+// ParseSealed parses the stored form strictly.
+func ParseSealed(s string) (Sealed, error) {
+	if !IsSealed(s) {
+		return Sealed{}, errNotSealed
+	}
+	rest := s[7:]
+	if len(rest) < keyIDLen+1 || rest[keyIDLen] != ':' || !validKeyID(rest[:keyIDLen]) {
+		return Sealed{}, errNotSealed
+	}
+	p, err := base64.RawURLEncoding.Strict().DecodeString(rest[keyIDLen+1:])
+	if err != nil || len(p) < nonceSize+tagSize {
+		return Sealed{}, errNotSealed
+	}
+	return Sealed{Class: s[:3], KeyID: rest[:keyIDLen], Payload: p}, nil
+}
+
+// String is the stored form.
+func (v Sealed) String() string {
+	var b strings.Builder
+	b.Grow(8 + keyIDLen + base64.RawURLEncoding.EncodedLen(len(v.Payload)))
+	b.WriteString(v.Class)
+	b.WriteString(":v1:")
+	b.WriteString(v.KeyID)
+	b.WriteByte(':')
+	b.WriteString(base64.RawURLEncoding.EncodeToString(v.Payload))
+	return b.String()
+}
+
+func validKeyID(id string) bool {
+	if len(id) != keyIDLen || (id[0] != 'f' && id[0] != 'd') {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func aad(class, field string) []byte {
+	b := make([]byte, 0, 16+len(class)+len(field))
+	b = append(b, "ledgerd field\x00"...)
+	b = append(b, class...)
+	b = append(b, 0)
+	return append(b, field...)
+}

@@ -1,0 +1,161 @@
+package fieldcrypt
+
+import (
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sync"
+	"time"
+)
+
+// The reserved table s/ holds, replicated through the ledger's
+// Committer so that every node has the same bytes:
+//
+//	s/f/<fieldKeyId>             → field key wrapped by a master key
+//	s/d/<dataKeyId>              → per-subject data key wrapped by a field key
+//	s/k/<lookup>/<dataKeyId>     → "" (which data keys belong to a subject)
+//	s/e/<dataKeyId>              → erasure record (JSON), once the data key is destroyed
+//	s/g                          → generation: random bytes rewritten by every
+//	                               rotation and erasure (nodes flush key caches)
+//
+// Field key ids are "f" + 16 hex digits of the creation time (Unix
+// nanoseconds) + 8 random hex digits, so the newest key sorts last and
+// is the current one. Data key ids are "d" + 24 random hex digits: they
+// say nothing about the subject. lookup is
+// hex(HMAC-SHA256(HKDF(field key, "ledgerd subject lookup"), subject)[:16]):
+// only a holder of the master key can tell which subject a data key
+// serves, and after an erasure nothing links the subject to anything.
+var (
+	prefixFieldKey = []byte("s/f/")
+	prefixDataKey  = []byte("s/d/")
+	prefixSubject  = []byte("s/k/")
+	prefixErased   = []byte("s/e/")
+	keyGeneration  = []byte("s/g")
+)
+
+func slot(prefix []byte, id string) []byte {
+	k := make([]byte, 0, len(prefix)+len(id))
+	return append(append(k, prefix...), id...)
+}
+
+// fieldKey is a field key: it encrypts fields of events without a
+// subject, wraps data keys, and keys subject lookups.
+type fieldKey struct {
+	aesKey
+	created   time.Time
+	wrappedBy string
+	lookup    []byte // nil when the key could not be unwrapped
+}
+
+func newFieldKeyID(now time.Time) string {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
+	rand.Read(b[8:])
+	return "f" + hex.EncodeToString(b[:])
+}
+
+func newDataKeyID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "d" + hex.EncodeToString(b[:])
+}
+
+func fieldKeyTime(id string) time.Time {
+	b, err := hex.DecodeString(id[1:17])
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC()
+}
+
+func openFieldKey(id string, raw []byte, wrappedBy string) (*fieldKey, error) {
+	ak, err := newAESKey(id, raw)
+	if err != nil {
+		return nil, err
+	}
+	lk, err := hkdf.Key(sha256.New, raw, nil, "ledgerd subject lookup", 32)
+	if err != nil {
+		return nil, err
+	}
+	return &fieldKey{aesKey: *ak, created: fieldKeyTime(id), wrappedBy: wrappedBy, lookup: lk}, nil
+}
+
+// subjectLookup is the index component for subject under this key.
+func (f *fieldKey) subjectLookup(subject string) string {
+	m := hmac.New(sha256.New, f.lookup)
+	m.Write([]byte(subject))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+func subjectPrefix(lookup string) []byte {
+	k := make([]byte, 0, len(prefixSubject)+len(lookup)+1)
+	k = append(k, prefixSubject...)
+	k = append(k, lookup...)
+	return append(k, '/')
+}
+
+// dataKey is a per-subject data key.
+type dataKey struct {
+	aesKey
+	siv sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
+}
+
+func openDataKey(id string, raw []byte) (*dataKey, error) {
+	ak, err := newAESKey(id, raw)
+	if err != nil {
+		return nil, err
+	}
+	sk, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable nonce", 32)
+	if err != nil {
+		return nil, err
+	}
+	d := &dataKey{aesKey: *ak}
+	d.siv.New = func() any { return hmac.New(sha256.New, sk) }
+	return d, nil
+}
+
+// detNonce derives the nonce of a searchable field from its value.
+func (d *dataKey) detNonce(dst []byte, field, value string) []byte {
+	h := d.siv.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(field))
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	d.siv.Put(h)
+	return append(dst, sum[:nonceSize]...)
+}
+
+// sealWith encrypts value for field under key k (with nonce n) and
+// returns the stored form.
+func sealWith(a cipher.AEAD, class, keyID, field, value string, nonce []byte) string {
+	p := make([]byte, 0, nonceSize+len(value)+tagSize)
+	p = append(p, nonce...)
+	p = a.Seal(p, nonce, []byte(value), aad(class, field))
+	return Sealed{Class: class, KeyID: keyID, Payload: p}.String()
+}
+
+// nonces hands out fresh random nonces, reading the system's random
+// source in chunks.
+type nonces struct {
+	buf []byte
+}
+
+func (n *nonces) next() []byte {
+	if len(n.buf) < nonceSize {
+		n.buf = make([]byte, 64*nonceSize)
+		if _, err := rand.Read(n.buf); err != nil {
+			panic(fmt.Sprintf("fieldcrypt: random source: %v", err))
+		}
+	}
+	v := n.buf[:nonceSize:nonceSize]
+	n.buf = n.buf[nonceSize:]
+	return v
+}
