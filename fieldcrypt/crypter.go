@@ -514,7 +514,6 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	return out, nil
 }
 
-
 // Reveal decrypts, in place, the encrypted fields of an event read from
 // the ledger: sensitive ones only when sensitive is true (else they read
 // Encrypted), personal ones always, unless their subject was erased
