@@ -45,6 +45,11 @@ type ManagerConfig struct {
 	// and before every delivery attempt.
 	IsLeader   func() bool
 	LeaderPoll time.Duration
+	// Barrier, when set, is called before a runner reads its cursor: on
+	// a new leader it waits until everything the old leader committed
+	// (its last cursor writes) is applied, so fewer entries are sent
+	// twice. Raft's read barrier is one.
+	Barrier func(ctx context.Context) error
 
 	// Registerer receives the sink metrics; nil registers nothing.
 	Registerer prometheus.Registerer

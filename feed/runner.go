@@ -74,6 +74,14 @@ func (r *runner) loop(ctx context.Context) {
 // fresh start may cure (a store error, a lost leadership).
 func (r *runner) run(ctx context.Context) error {
 	st := r.m.cfg.Store
+	if b := r.m.cfg.Barrier; b != nil {
+		bctx, cancel := context.WithTimeout(ctx, r.d.Timeout.D())
+		err := b(bctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("feed: barrier before reading the cursor: %w", err)
+		}
+	}
 	next, ok, err := ReadCursor(st, r.d.Name)
 	if err != nil {
 		return err
