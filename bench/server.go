@@ -1,0 +1,325 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/auditledger/ledgerd/node"
+)
+
+// Server modes in the report.
+const (
+	ModeSubprocess = "subprocess" // embedded ledgerd processes started by the run
+	ModeInProcess  = "in-process" // embedded node in the benchmark's own process
+	ModeRemote     = "remote"     // a server the run did not start
+)
+
+// target is what the run talks to and, for embedded servers, what it
+// started (and stops).
+type target struct {
+	mode  string
+	addrs []string
+	vkey  string   // verifier key of the embedded servers
+	dirs  []string // data directories of the embedded servers
+	procs []*serverProc
+	stop  func(ctx context.Context) error
+	// removeDir, when set, is removed after stop.
+	removeDir string
+}
+
+// serverProc is one ledgerd child process.
+type serverProc struct {
+	cmd     *exec.Cmd
+	logDone chan struct{}
+	exited  chan struct{}
+	waitErr error
+}
+
+// startTarget starts the embedded servers cfg asks for, or points at the
+// remote ones.
+func startTarget(ctx context.Context, cfg *Config) (*target, error) {
+	if cfg.Embedded == 0 {
+		return &target{mode: ModeRemote, addrs: cfg.Addrs, stop: func(context.Context) error { return nil }}, nil
+	}
+	dir := cfg.DataDir
+	t := &target{}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ledgerd-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		dir = d
+		if !cfg.KeepData {
+			t.removeDir = d
+		}
+	}
+	var err error
+	switch {
+	case cfg.Embedded == 3:
+		err = startCluster(ctx, cfg, dir, t)
+	case cfg.Ledgerd != "":
+		t.mode = ModeSubprocess
+		err = startProcess(ctx, cfg, filepath.Join(dir, "node1"), t)
+	default:
+		t.mode = ModeInProcess
+		err = startInProcess(ctx, cfg, filepath.Join(dir, "node1"), t)
+	}
+	if err != nil {
+		if t.stop != nil {
+			t.stop(context.Background())
+		}
+		if t.removeDir != "" {
+			os.RemoveAll(t.removeDir)
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+// close stops the embedded servers and removes a temporary data dir.
+func (t *target) close(ctx context.Context) error {
+	err := t.stop(ctx)
+	if t.removeDir != "" {
+		if rerr := os.RemoveAll(t.removeDir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+func startInProcess(ctx context.Context, cfg *Config, dir string, t *target) error {
+	nc := node.Defaults()
+	nc.DataDir = dir
+	nc.GRPCAddr = "127.0.0.1:0"
+	nc.HTTPAddr = "127.0.0.1:0"
+	nc.Origin = "bench.local/ledgerd"
+	nc.UnsafeNoSync = cfg.UnsafeNoSync
+	nc.LogLevel = "warn"
+	n, err := node.Start(ctx, nc, cfg.Logger.With("server", "node1"))
+	if err != nil {
+		return fmt.Errorf("bench: start embedded node: %w", err)
+	}
+	t.addrs = []string{n.GRPCAddr()}
+	t.vkey = n.Keys().VerifierKey
+	t.dirs = []string{dir}
+	t.stop = n.Close
+	return nil
+}
+
+// startProcess runs one ledgerd and waits until it serves.
+func startProcess(ctx context.Context, cfg *Config, dir string, t *target, extra ...string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	args := []string{
+		"--data-dir", dir,
+		"--grpc-addr", "127.0.0.1:0",
+		"--http-addr", "127.0.0.1:0",
+		"--origin", "bench.local/ledgerd",
+		"--log-format", "json",
+		"--log-level", "info",
+	}
+	if cfg.UnsafeNoSync {
+		args = append(args, "--unsafe-nosync")
+	}
+	args = append(args, extra...)
+	p, addr, err := spawn(ctx, cfg.Ledgerd, args, filepath.Join(dir, "ledgerd.log"), cfg.Logger)
+	if err != nil {
+		return err
+	}
+	prev := t.stop
+	t.procs = append(t.procs, p)
+	t.stop = func(ctx context.Context) error {
+		err := p.terminate(ctx)
+		if prev != nil {
+			err = errors.Join(err, prev(ctx))
+		}
+		return err
+	}
+	vk, err := os.ReadFile(filepath.Join(dir, node.VerifierKeyFile))
+	if err != nil {
+		return fmt.Errorf("bench: verifier key of the embedded server: %w", err)
+	}
+	t.addrs = append(t.addrs, addr)
+	t.vkey = strings.TrimSpace(string(vk))
+	t.dirs = append(t.dirs, dir)
+	return nil
+}
+
+// spawn starts bin with args, copies its stderr (JSON log lines) to
+// logFile and returns once it logs the gRPC address it serves on.
+func spawn(ctx context.Context, bin string, args []string, logFile string, log *slog.Logger) (*serverProc, string, error) {
+	lf, err := os.Create(logFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("bench: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = lf
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		lf.Close()
+		return nil, "", fmt.Errorf("bench: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, "", fmt.Errorf("bench: start %s: %w", bin, err)
+	}
+	p := &serverProc{cmd: cmd, logDone: make(chan struct{}), exited: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		defer close(p.logDone)
+		defer lf.Close()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			lf.Write(line)
+			lf.Write([]byte{'\n'})
+			var rec struct {
+				Msg, Level, Addr string
+			}
+			if json.Unmarshal(line, &rec) != nil {
+				continue
+			}
+			if rec.Msg == "serving gRPC" && rec.Addr != "" {
+				select {
+				case addrc <- rec.Addr:
+				default:
+				}
+			}
+			if rec.Level == "ERROR" || rec.Level == "WARN" {
+				log.Warn("ledgerd: "+rec.Msg, "pid", cmd.Process.Pid, "log", logFile)
+			}
+		}
+		io.Copy(lf, stderr)
+	}()
+	go func() {
+		<-p.logDone // the pipe must be drained before Wait closes it
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	wait := time.NewTimer(30 * time.Second)
+	defer wait.Stop()
+	select {
+	case addr := <-addrc:
+		return p, addr, nil
+	case <-p.exited:
+		return nil, "", fmt.Errorf("bench: %s exited before serving (%v); see %s", bin, p.waitErr, logFile)
+	case <-wait.C:
+		p.terminate(context.Background())
+		return nil, "", fmt.Errorf("bench: %s did not serve within 30s; see %s", bin, logFile)
+	case <-ctx.Done():
+		p.terminate(context.Background())
+		return nil, "", ctx.Err()
+	}
+}
+
+// terminate asks the process to stop (SIGTERM), then kills it when ctx
+// ends first.
+func (p *serverProc) terminate(ctx context.Context) error {
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("bench: ledgerd pid %d killed after %v", p.cmd.Process.Pid, ctx.Err())
+	}
+	var ee *exec.ExitError
+	if p.waitErr != nil && !errors.As(p.waitErr, &ee) {
+		return p.waitErr
+	}
+	if !p.cmd.ProcessState.Success() {
+		return fmt.Errorf("bench: ledgerd pid %d: %s", p.cmd.Process.Pid, p.cmd.ProcessState)
+	}
+	return nil
+}
+
+// usage is the CPU time and peak RSS of the embedded server processes
+// (the sum of CPU, the largest peak), read from /proc while they run.
+func (t *target) usage() (cpu time.Duration, peakRSS uint64, ok bool) {
+	if t.mode != ModeSubprocess || len(t.procs) == 0 {
+		return 0, 0, false
+	}
+	for _, p := range t.procs {
+		st, err := readProc(p.cmd.Process.Pid)
+		if err != nil {
+			return 0, 0, false
+		}
+		cpu += st.cpu
+		peakRSS = max(peakRSS, st.peakRSS)
+	}
+	return cpu, peakRSS, true
+}
+
+// finalUsage is the exact CPU time and peak RSS of the server processes
+// over their whole life, from wait4's rusage, after they exited.
+func (t *target) finalUsage() (cpu time.Duration, peakRSS uint64, ok bool) {
+	if t.mode != ModeSubprocess || len(t.procs) == 0 {
+		return 0, 0, false
+	}
+	for _, p := range t.procs {
+		ps := p.cmd.ProcessState
+		if ps == nil {
+			return 0, 0, false
+		}
+		cpu += ps.UserTime() + ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			peakRSS = max(peakRSS, uint64(ru.Maxrss)*1024)
+		}
+	}
+	return cpu, peakRSS, true
+}
+
+// diskUsage is the space the data directories take (allocated blocks,
+// so preallocated log files count as what they cost).
+func diskUsage(dirs []string) (uint64, error) {
+	var total uint64
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if e.IsDir() {
+				return nil
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				total += uint64(st.Blocks) * 512
+			} else {
+				total += uint64(fi.Size())
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
+}
+
+// startCluster starts three nodes on loopback. It needs node/ to wire
+// raft/ (cluster flags on ledgerd); until then it says so.
+var startCluster = func(ctx context.Context, cfg *Config, dir string, t *target) error {
+	return fmt.Errorf("%w: --embedded-cluster needs the Raft cluster wired into node/ and ledgerd (not there yet)", ErrUnsupported)
+}
