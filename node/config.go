@@ -23,6 +23,8 @@ type Config struct {
 	Keys               KeysConfig        `json:"keys"`
 	GroupCommit        GroupCommitConfig `json:"groupCommit"`
 	CheckpointInterval Duration          `json:"checkpointInterval"`
+	// Cluster runs the node as a member of a Raft cluster (cluster.go).
+	Cluster ClusterConfig `json:"cluster"`
 
 	// UnsafeNoSync commits without fsync: acknowledged events can be lost
 	// in a crash. For benchmarks that say so, never for production.
@@ -128,6 +130,9 @@ func (c *Config) Validate() error {
 	case "", "text", "json":
 	default:
 		return fmt.Errorf("config: logFormat %q is not text or json", c.LogFormat)
+	}
+	if err := c.Cluster.validate(); err != nil {
+		return err
 	}
 	if c.GroupCommit.MaxEvents < 0 || c.GroupCommit.MaxBytes < 0 || c.GroupCommit.MaxWait < 0 {
 		return fmt.Errorf("config: groupCommit limits must not be negative")

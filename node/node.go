@@ -31,6 +31,7 @@ type Node struct {
 
 	grpc    *grpc.Server
 	grpcLis net.Listener
+	cluster *clusterState // nil on a single node (see cluster.go)
 
 	// closers run in reverse order of registration on Close, after the
 	// listeners stop and before the ledger and store close.
@@ -49,15 +50,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Origin == "" {
-		cfg.Origin = DefaultOrigin()
-	}
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			n.Close(context.Background())
 		}
 	}()
+	if cfg.Cluster.Enabled() {
+		if err := n.startCluster(ctx, &cfg); err != nil {
+			return nil, err
+		}
+		n.cfg = cfg
+	}
+	if cfg.Origin == "" {
+		cfg.Origin = DefaultOrigin()
+	}
+	n.cfg = cfg
 	keys, created, err := LoadKeys(&cfg)
 	if err != nil {
 		return nil, err
@@ -71,8 +79,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		log.Warn("fsync is OFF (unsafeNoSync): acknowledged events can be lost in a crash")
 	}
 
-	if n.store, err = ledger.OpenStore(StoreDir(cfg.DataDir), ledger.StoreOptions{NoSync: cfg.UnsafeNoSync}); err != nil {
-		return nil, err
+	if n.store == nil {
+		if n.store, err = ledger.OpenStore(StoreDir(cfg.DataDir), ledger.StoreOptions{NoSync: cfg.UnsafeNoSync}); err != nil {
+			return nil, err
+		}
 	}
 	st := n.store.State()
 	log.Info("store open", "dir", StoreDir(cfg.DataDir), "size", st.Size, "root", st.Root.String())
@@ -86,20 +96,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		MaxBatchBytes:      cfg.GroupCommit.MaxBytes,
 		MaxWait:            time.Duration(cfg.GroupCommit.MaxWait),
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
+		Committer:          n.committer(),
 		Logger:             log,
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))
-	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, VerifierKey: keys.VerifierKey, Logger: log}).Register(n.grpc)
+	n.grpc = grpc.NewServer(append(n.grpcServerOptions(), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
+	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), Logger: log}).Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
+	n.registerCluster(n.grpc)
 	reflection.Register(n.grpc)
 
-	if n.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
+	if n.grpcLis == nil {
+		if n.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
+		}
 	}
 	n.wg.Add(1)
 	go func() {
@@ -154,6 +168,9 @@ func (n *Node) Close(ctx context.Context) error {
 			if err := n.ledger.Close(ctx); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if err := n.closeCluster(); err != nil {
+			errs = append(errs, err)
 		}
 		if n.store != nil {
 			if err := n.store.Close(); err != nil {

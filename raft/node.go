@@ -222,6 +222,9 @@ func Open(cfg Config) (_ *Node, err error) {
 	setDur(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
 	setDur(&rc.ElectionTimeout, cfg.ElectionTimeout)
 	setDur(&rc.LeaderLeaseTimeout, cfg.LeaderLeaseTimeout)
+	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
+		rc.LeaderLeaseTimeout = rc.HeartbeatTimeout // hashicorp/raft requires lease <= heartbeat
+	}
 	setDur(&rc.CommitTimeout, cfg.CommitTimeout)
 	setDur(&rc.SnapshotInterval, cfg.SnapshotInterval)
 	if cfg.SnapshotThreshold > 0 {
