@@ -37,6 +37,8 @@ Exit status: 0 success (for verify commands: valid), 1 verification failed,
 	root.AddCommand(newProveCmd(g))
 	root.AddCommand(newVerifyCmd(g))
 	root.AddCommand(newVerifyLogCmd(g))
+	root.AddCommand(newTailCmd(g))
+	root.AddCommand(newSinksCmd(g))
 	return root
 }
 

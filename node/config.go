@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/auditledger/ledgerd/feed/sinks"
 )
 
 // Config is everything one ledgerd process needs. It is read from a JSON
@@ -32,6 +34,10 @@ type Config struct {
 
 	LogLevel  string `json:"logLevel"`  // debug, info, warn, error
 	LogFormat string `json:"logFormat"` // text or json
+
+	// Sinks are the change feed's SIEM sinks (package feed/sinks); none
+	// by default.
+	Sinks sinks.Config `json:"sinks"`
 }
 
 // KeysConfig says where keys come from. Each key is taken, in order, from
@@ -136,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GroupCommit.MaxEvents < 0 || c.GroupCommit.MaxBytes < 0 || c.GroupCommit.MaxWait < 0 {
 		return fmt.Errorf("config: groupCommit limits must not be negative")
+	}
+	if err := c.Sinks.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }

@@ -104,7 +104,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}
 
 	n.grpc = grpc.NewServer(append(n.grpcServerOptions(), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
-	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), Logger: log}).Register(n.grpc)
+	streamed, err := n.startFeed(n.grpc)
+	if err != nil {
+		return nil, err
+	}
+	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, Streamed: streamed, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), Logger: log}).Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	n.registerCluster(n.grpc)
