@@ -29,6 +29,7 @@ type LedgerService struct {
 	streamed    func() bool
 	freshCP     func(ctx context.Context) (*ledger.Checkpoint, error)
 	log         *slog.Logger
+	view        EventView
 }
 
 // LedgerOptions configure a LedgerService. Only Ledger is required.
@@ -42,12 +43,15 @@ type LedgerOptions struct {
 	// LinearizableCheckpoint returns the freshest checkpoint after a
 	// leader barrier; nil on a single node, where every read is fresh.
 	LinearizableCheckpoint func(ctx context.Context) (*ledger.Checkpoint, error)
-	Logger                 *slog.Logger
+	// View decrypts or masks each event read for the caller (view.go);
+	// nil returns events as stored.
+	View   EventView
+	Logger *slog.Logger
 }
 
 // NewLedgerService returns the service; register it with Register.
 func NewLedgerService(o LedgerOptions) *LedgerService {
-	s := &LedgerService{l: o.Ledger, appender: o.Appender, verifierKey: o.VerifierKey, streamed: o.Streamed, freshCP: o.LinearizableCheckpoint, log: o.Logger}
+	s := &LedgerService{l: o.Ledger, appender: o.Appender, verifierKey: o.VerifierKey, streamed: o.Streamed, freshCP: o.LinearizableCheckpoint, log: o.Logger, view: o.View}
 	if s.appender == nil {
 		s.appender = o.Ledger
 	}
@@ -147,7 +151,7 @@ func (s *LedgerService) GetEntry(ctx context.Context, req *pb.GetEntryRequest) (
 	if err != nil {
 		return nil, grpcError(s.log, "GetEntry", err)
 	}
-	e, err := EntryToProto(idx, leaf)
+	e, err := s.view.entry(ctx, idx, leaf)
 	if err != nil {
 		return nil, grpcError(s.log, "GetEntry", fmt.Errorf("%w: entry %d: %v", ledger.ErrCorrupt, idx, err))
 	}
@@ -177,7 +181,7 @@ func (s *LedgerService) GetEntries(ctx context.Context, req *pb.GetEntriesReques
 		if err != nil {
 			return nil, grpcError(s.log, "GetEntries", err)
 		}
-		e, err := EntryToProto(i, leaf)
+		e, err := s.view.entry(ctx, i, leaf)
 		if err != nil {
 			// A tampered entry must still reach verify-log so it can name
 			// the index: send the raw leaf without the decoded event.

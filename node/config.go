@@ -27,6 +27,9 @@ type Config struct {
 	CheckpointInterval Duration          `json:"checkpointInterval"`
 	// Cluster runs the node as a member of a Raft cluster (cluster.go).
 	Cluster ClusterConfig `json:"cluster"`
+	// Security: tokens, roles, TLS, field encryption, self-audit
+	// (security.go).
+	Security SecurityConfig `json:"security"`
 
 	// UnsafeNoSync commits without fsync: acknowledged events can be lost
 	// in a crash. For benchmarks that say so, never for production.

@@ -32,6 +32,7 @@ type Node struct {
 	grpc    *grpc.Server
 	grpcLis net.Listener
 	cluster *clusterState // nil on a single node (see cluster.go)
+	sec     *security     // see security.go
 
 	// closers run in reverse order of registration on Close, after the
 	// listeners stop and before the ledger and store close.
@@ -87,6 +88,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	st := n.store.State()
 	log.Info("store open", "dir", StoreDir(cfg.DataDir), "size", st.Size, "root", st.Root.String())
 
+	if err := n.startSecurity(&cfg); err != nil {
+		return nil, err
+	}
 	n.ledger, err = ledger.New(ledger.Config{
 		Store:              n.store,
 		Origin:             cfg.Origin,
@@ -97,21 +101,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		MaxWait:            time.Duration(cfg.GroupCommit.MaxWait),
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		Committer:          n.committer(),
+		Transform:          n.sec.transform(),
 		Logger:             log,
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	n.grpc = grpc.NewServer(append(n.grpcServerOptions(), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
+	n.grpc = grpc.NewServer(append(append(n.grpcServerOptions(), n.securityServerOptions()...), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
 	streamed, err := n.startFeed(n.grpc)
 	if err != nil {
 		return nil, err
 	}
-	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, Streamed: streamed, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), Logger: log}).Register(n.grpc)
+	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, Streamed: streamed, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), View: n.eventView(), Logger: log}).Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	n.registerCluster(n.grpc)
+	n.registerAdmin(n.grpc)
 	reflection.Register(n.grpc)
 
 	if n.grpcLis == nil {
@@ -128,6 +134,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("serving gRPC", "addr", n.grpcLis.Addr().String())
+	if err := n.ensureAdminToken(ctx); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 

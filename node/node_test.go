@@ -35,11 +35,13 @@ func startNodeIn(t testing.TB, dir string) (*Node, pb.LedgerClient) {
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Origin = "test.example/ledger"
+	cfg.Security.Banner = io.Discard
+	cfg.Security.SelfAudit.Disabled = true // these tests count entries
 	n, err := Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(n.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(n.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()), withAdminToken(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}

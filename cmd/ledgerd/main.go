@@ -82,6 +82,10 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
 	allowPlain := fs.Bool("allow-plaintext", false, "cluster: allow plain TCP off loopback (trusted networks only)")
 	heartbeat := fs.Duration("raft-heartbeat-timeout", 0, "cluster: Raft heartbeat timeout (default 1s)")
 	election := fs.Duration("raft-election-timeout", 0, "cluster: Raft election timeout (default 1s)")
+	clientCA := fs.String("client-ca", "", "CA certificates (PEM) of API client certificates (mTLS; roles from security.auth.clientCertificates)")
+	insecureFlag := fs.Bool("insecure", false, "allow plaintext API listeners on non-loopback addresses (tokens cross the network in clear)")
+	encKey := fs.String("encryption-key-file", "", "master encryption key file, 64 hex digits (env AUDIT_ENCRYPTION_KEY; default DATA_DIR/encryption.key, generated)")
+	publicProofs := fs.Bool("public-proofs", false, "serve checkpoints and proofs to callers without credentials")
 	if err := fs.Parse(args); err != nil {
 		return node.Config{}, err
 	}
@@ -123,6 +127,14 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
 			cfg.LogLevel = *logLevel
 		case "log-format":
 			cfg.LogFormat = *logFormat
+		case "client-ca":
+			cfg.Security.TLS.ClientCAFile = *clientCA
+		case "insecure":
+			cfg.Security.Insecure = *insecureFlag
+		case "encryption-key-file":
+			cfg.Security.Encryption.KeyFile = *encKey
+		case "public-proofs":
+			cfg.Security.Auth.PublicProofs = *publicProofs
 		case "node-id":
 			cfg.Cluster.NodeID = *nodeID
 		case "raft-addr":
