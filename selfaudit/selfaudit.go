@@ -263,4 +263,3 @@ func (r *Recorder) append(batch []ledger.Event) {
 	r.failed.Add(uint64(len(batch)))
 	r.o.Logger.Error("selfaudit: appending self-audit events failed", "events", len(batch), "err", err)
 }
-
