@@ -97,12 +97,38 @@ func (r *runner) run(ctx context.Context) error {
 	r.mu.Unlock()
 	r.log.Info("sink running", "cursor", next)
 
-	sub := Subscribe(st, next, Options{Buffer: 2 * r.d.BatchSize, Follow: true})
-	for {
-		batch, err := sub.NextBatch(ctx, r.d.BatchSize, r.d.BatchWait.D())
-		if err != nil {
-			return err
+	// A reader goroutine reads and encodes the next batch while this one
+	// is delivered: at most three batches are in memory (one being
+	// delivered, one queued, one being read).
+	sub := Subscribe(st, next, Options{Buffer: r.d.BatchSize, Follow: true})
+	rctx, cancel := context.WithCancel(ctx)
+	batches := make(chan readBatch, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(batches)
+		for {
+			b, err := sub.NextBatch(rctx, r.d.BatchSize, r.d.BatchWait.D())
+			for _, it := range b {
+				it.JSON(r.d.IncludeLeaf)
+			}
+			select {
+			case batches <- readBatch{b, err}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	for rb := range batches {
+		if rb.err != nil {
+			return rb.err
+		}
+		batch := rb.items
 		if err := r.deliver(ctx, batch); err != nil {
 			return err
 		}
@@ -118,6 +144,12 @@ func (r *runner) run(ctx context.Context) error {
 			r.log.Warn("cursor commit failed", "cursor", last, "err", err)
 		}
 	}
+	return ctx.Err()
+}
+
+type readBatch struct {
+	items []*Item
+	err   error
 }
 
 // commit replicates the cursor.

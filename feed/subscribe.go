@@ -55,6 +55,19 @@ type Item struct {
 	// the tree of Checkpoint.Size leaves.
 	Proof      []merkle.Hash
 	Checkpoint *ledger.Checkpoint
+
+	json     []byte // JSON's cache
+	jsonLeaf bool
+}
+
+// JSON returns the item's Record as JSON (MarshalRecord), computed once
+// and cached: the runner encodes the next batch while the current one is
+// delivered. Not safe for concurrent first calls.
+func (it *Item) JSON(withLeaf bool) []byte {
+	if it.json == nil || it.jsonLeaf != withLeaf {
+		it.json, it.jsonLeaf = MarshalRecord(it, withLeaf), withLeaf
+	}
+	return it.json
 }
 
 // Subscription reads committed entries in index order, pulled by its

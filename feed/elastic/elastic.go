@@ -132,7 +132,7 @@ func (s *Sink) Body(batch []*feed.Item) []byte {
 	for _, it := range batch {
 		a.Create.ID = strconv.FormatUint(it.Index, 10)
 		enc.Encode(&a) // cannot fail: strings only
-		buf.Write(feed.MarshalRecord(it, s.cfg.IncludeLeaf))
+		buf.Write(it.JSON(s.cfg.IncludeLeaf))
 		buf.WriteByte('\n')
 	}
 	return buf.Bytes()

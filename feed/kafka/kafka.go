@@ -202,7 +202,7 @@ func New(cfg Config) (*Sink, error) {
 func Message(it *feed.Item, withLeaf bool) kafkago.Message {
 	return kafkago.Message{
 		Key:   []byte(it.Entry.ID),
-		Value: feed.MarshalRecord(it, withLeaf),
+		Value: it.JSON(withLeaf),
 		Headers: []kafkago.Header{
 			{Key: "ledger-index", Value: strconv.AppendUint(nil, it.Index, 10)},
 			{Key: "ledger-leaf-hash", Value: hex.AppendEncode(nil, it.LeafHash[:])},

@@ -144,7 +144,7 @@ func (s *Sink) Body(batch []*feed.Item) []byte {
 			Source:     s.cfg.Source,
 			SourceType: s.cfg.SourceType,
 			Index:      s.cfg.Index,
-			Event:      feed.MarshalRecord(it, s.cfg.IncludeLeaf),
+			Event:      it.JSON(s.cfg.IncludeLeaf),
 			Fields:     map[string]string{"ledger_index": strconv.FormatUint(it.Index, 10)},
 		})
 	}

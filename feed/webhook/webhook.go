@@ -154,7 +154,7 @@ func Verify(secret []byte, timestamp, signature string, body []byte, now time.Ti
 func (s *Sink) Deliver(ctx context.Context, batch []*feed.Item) error {
 	p := Payload{Sink: s.cfg.Name, Events: make([]json.RawMessage, len(batch))}
 	for i, it := range batch {
-		p.Events[i] = feed.MarshalRecord(it, s.cfg.IncludeLeaf)
+		p.Events[i] = it.JSON(s.cfg.IncludeLeaf)
 	}
 	body, err := json.Marshal(p)
 	if err != nil {

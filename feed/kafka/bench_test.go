@@ -1,0 +1,165 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/auditledger/ledgerd/feed"
+	"github.com/auditledger/ledgerd/feed/feedtest"
+	"github.com/auditledger/ledgerd/feed/kafka"
+	"github.com/auditledger/ledgerd/ledger"
+)
+
+// benchEvents returns batches of 1000 events with unique ids.
+func benchEvents(prefix string, n int) [][]ledger.Event {
+	var out [][]ledger.Event
+	for i := 0; i < n; i += 1000 {
+		k := min(1000, n-i)
+		evs := make([]ledger.Event, k)
+		for j := range evs {
+			evs[j] = feedtest.Event(prefix, i+j)
+		}
+		out = append(out, evs)
+	}
+	return out
+}
+
+func benchManager(b *testing.B, l *feedtest.Ledger, sinks ...feed.SinkSpec) *feed.Manager {
+	m, err := feed.NewManager(feed.ManagerConfig{Store: l.Store, Committer: l.Ledger.Committer(), Sinks: sinks, Seed: 1,
+		LeaderPoll: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func benchSink(b *testing.B, name string, brokers ...string) feed.SinkSpec {
+	d := feed.Delivery{Name: name, BatchSize: 1000, MinBackoff: feed.Duration(10 * time.Millisecond), MaxBackoff: feed.Duration(100 * time.Millisecond)}
+	s, err := kafka.New(kafka.Config{Delivery: d, Brokers: brokers, Topic: topic})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return feed.SinkSpec{Type: kafka.Type, Delivery: d, Sink: s}
+}
+
+func waitCursor(b *testing.B, l *feedtest.Ledger, name string, want uint64) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		c, _, err := feed.ReadCursor(l.Store, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("cursor %d, want %d", c, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// BenchmarkKafkaSinkKeepsUp appends b.N events in batches of 1000 as
+// fast as the ledger takes them while a Kafka sink (kfake on loopback,
+// 4 partitions) delivers them; the time runs until the sink has
+// delivered the last one. events/s is end to end; append-events/s is the
+// append rate the sink had to follow; lag-at-append-end is how far
+// behind it was when the appends finished.
+//
+//	go test -run '^$' -bench KafkaSinkKeepsUp -benchtime 200000x ./feed/kafka/
+func BenchmarkKafkaSinkKeepsUp(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.DataDir(b.TempDir()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	l := feedtest.New(b)
+	batches := benchEvents("k", b.N)
+	m := benchManager(b, l, benchSink(b, "kafka", c.ListenAddrs()...))
+	defer m.Close(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for _, evs := range batches {
+		if _, err := l.Ledger.Append(context.Background(), evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	appendDur := time.Since(start)
+	lag := m.Status()[0].LagEvents
+	waitCursor(b, l, "kafka", uint64(b.N))
+	total := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/appendDur.Seconds(), "append-events/s")
+	b.ReportMetric(float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(lag), "lag-at-append-end")
+}
+
+// BenchmarkAppendWithSinks measures batch appends (1000 events per call,
+// op = one event) with no sink, with a healthy Kafka sink, and with a
+// broken one (its broker address refuses connections, so it retries
+// all the time). Appends never wait for sinks: the differences are the
+// sink's reads, cursor commits and retries competing for the machine.
+//
+//	go test -run '^$' -bench AppendWithSinks -benchtime 200000x -count 3 ./feed/kafka/
+func BenchmarkAppendWithSinks(b *testing.B) {
+	for _, mode := range []string{"none", "kafka-healthy", "kafka-broken"} {
+		b.Run(mode, func(b *testing.B) {
+			l := feedtest.New(b)
+			switch mode {
+			case "kafka-healthy":
+				c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.DataDir(b.TempDir()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				m := benchManager(b, l, benchSink(b, "kafka", c.ListenAddrs()...))
+				defer m.Close(context.Background())
+			case "kafka-broken":
+				m := benchManager(b, l, benchSink(b, "kafka", "127.0.0.1:1"))
+				defer m.Close(context.Background())
+			}
+			batches := benchEvents(fmt.Sprint("a-", mode), b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for _, evs := range batches {
+				if _, err := l.Ledger.Append(context.Background(), evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkKafkaSinkDrain measures the sink alone: b.N events are
+// appended first, then the time runs until the sink has delivered them.
+//
+//	go test -run '^$' -bench KafkaSinkDrain -benchtime 200000x ./feed/kafka/
+func BenchmarkKafkaSinkDrain(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.DataDir(b.TempDir()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	l := feedtest.New(b)
+	for _, evs := range benchEvents("d", b.N) {
+		if _, err := l.Ledger.Append(context.Background(), evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	m := benchManager(b, l, benchSink(b, "kafka", c.ListenAddrs()...))
+	defer m.Close(context.Background())
+	waitCursor(b, l, "kafka", uint64(b.N))
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
