@@ -68,9 +68,10 @@ func ndjson(prefix string, n int) string {
 // testNode is a real ledgerd (Pebble in a temp dir, gRPC on 127.0.0.1)
 // that can be stopped and started again on the same data directory.
 type testNode struct {
-	t   *testing.T
-	dir string
-	n   *node.Node
+	t     *testing.T
+	dir   string
+	n     *node.Node
+	token string // the initial admin token the node generated
 }
 
 func startNode(t *testing.T) *testNode {
@@ -88,11 +89,17 @@ func (tn *testNode) start() {
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Origin = "test.example/ledger"
+	cfg.Security.Banner = io.Discard
 	n, err := node.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tn.t.Fatal(err)
 	}
 	tn.n = n
+	tok, err := os.ReadFile(filepath.Join(tn.dir, node.AdminTokenFile))
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	tn.token = strings.TrimSpace(string(tok))
 }
 
 func (tn *testNode) stop() {
@@ -116,15 +123,12 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 }
 
-// ctl runs ledgerctl against the node with stdin and args; the
-// environment is empty so that the caller's LEDGER_* never leak in.
+// ctl runs ledgerctl against the node, with the admin token, stdin and
+// args; the environment is empty so that the caller's LEDGER_* never
+// leak in.
 func (tn *testNode) ctl(stdin string, args ...string) result {
 	tn.t.Helper()
-	addr := "127.0.0.1:1" // nothing listens: for offline commands after stop
-	if tn.n != nil {
-		addr = tn.n.GRPCAddr()
-	}
-	return runCtl(stdin, append([]string{"--addr", addr}, args...)...)
+	return runCtl(stdin, append([]string{"--addr", tn.n.GRPCAddr(), "--token", tn.token}, args...)...)
 }
 
 func runCtl(stdin string, args ...string) result {

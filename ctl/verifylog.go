@@ -13,10 +13,10 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/auditledger/ledgerd/api"
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/fieldcrypt"
 	"github.com/auditledger/ledgerd/ledger"
 	"github.com/auditledger/ledgerd/merkle"
 )
@@ -128,32 +128,38 @@ func (v *logVerifier) failAt(i uint64, format string, args ...any) error {
 }
 
 func (v *logVerifier) run(ctx context.Context) error {
-	resp, err := v.c.GetCheckpoint(ctx, &pb.GetCheckpointRequest{})
-	if err != nil {
-		return err
-	}
+	// Local inputs first: a typo fails before anything is asked.
 	var verifier note.Verifier
+	var err error
 	if v.o.key != "" {
 		if verifier, err = loadVerifier(v.o.key); err != nil {
 			return err
 		}
 		v.rep.KeyPinned = true
-	} else {
+	}
+	if err := v.loadHMAC(); err != nil {
+		return err
+	}
+	var sinceNote []byte
+	if v.o.since != "" {
+		if sinceNote, err = os.ReadFile(v.o.since); err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+	}
+
+	resp, err := v.c.GetCheckpoint(ctx, &pb.GetCheckpointRequest{})
+	if err != nil {
+		return err
+	}
+	if verifier == nil {
 		fmt.Fprintln(v.g.stderr, "ledgerctl: warning: verifier key not pinned: checking the checkpoint with the key the server sent (pass --key)")
 		if verifier, err = note.NewVerifier(resp.VerifierKey); err != nil {
 			return v.fail(nil, "the server's verifier key %q does not parse: %v", resp.VerifierKey, err)
 		}
 	}
-	if err := v.loadHMAC(); err != nil {
-		return err
-	}
 	var since *ledger.Checkpoint
-	if v.o.since != "" {
-		b, err := os.ReadFile(v.o.since)
-		if err != nil {
-			return err
-		}
-		if since, err = openCheckpoint("--since checkpoint", b, verifier, v.o.origin); err != nil {
+	if sinceNote != nil {
+		if since, err = openCheckpoint("--since checkpoint", sinceNote, verifier, v.o.origin); err != nil {
 			return v.fail(nil, "%s", strings.TrimPrefix(err.Error(), errVerify.Error()+": "))
 		}
 	}
@@ -310,11 +316,13 @@ func (v *logVerifier) checkEntry(i uint64, e *pb.Entry, lh merkle.Hash) string {
 			return "HMAC: " + strings.TrimPrefix(trimLedgerPrefix(err), "ledger: ")
 		}
 	}
-	switch {
-	case e.Event == nil:
+	if e.Event == nil {
 		return "the server sent no decoded event"
-	case !proto.Equal(e.Event, api.EventToProto(&d.Event)):
-		return "the event the server sent differs from the one in the leaf"
+	}
+	if f := viewDiff(&d.Event, e.Event); f != "" {
+		return "the event the server sent differs from the one in the leaf at " + f
+	}
+	switch {
 	case e.ReceivedAt != d.ReceivedTime().Format(time.RFC3339Nano):
 		return fmt.Sprintf("the server's receivedAt %q differs from the leaf's %q", e.ReceivedAt, d.ReceivedTime().Format(time.RFC3339Nano))
 	case e.KeyId != d.KeyID:
@@ -408,4 +416,55 @@ func (p *progress) finish() {
 		p.dirty = false
 	}
 	p.done = true
+}
+
+// viewDiff returns the first field where the event the server sent
+// differs from the event in the leaf, or "". Values encrypted in the leaf
+// (fieldcrypt's sealed form) are shown decrypted or masked, depending on
+// the caller's role, so only their presence is compared.
+func viewDiff(leaf *ledger.Event, sent *pb.Event) string {
+	s := api.EventFromProto(sent)
+	fields := []struct {
+		name string
+		l, s string
+	}{
+		{"id", leaf.ID, s.ID},
+		{"timestamp", leaf.Timestamp, s.Timestamp},
+		{"actor.id", leaf.Actor.ID, s.Actor.ID},
+		{"actor.type", leaf.Actor.Type, s.Actor.Type},
+		{"actor.ip", leaf.Actor.IP, s.Actor.IP},
+		{"actor.session", leaf.Actor.Session, s.Actor.Session},
+		{"actor.userAgent", leaf.Actor.UserAgent, s.Actor.UserAgent},
+		{"action.type", leaf.Action.Type, s.Action.Type},
+		{"action.resource", leaf.Action.Resource, s.Action.Resource},
+		{"action.resourceId", leaf.Action.ResourceID, s.Action.ResourceID},
+		{"action.result", leaf.Action.Result, s.Action.Result},
+		{"context.requestId", leaf.Context.RequestID, s.Context.RequestID},
+		{"context.environment", leaf.Context.Environment, s.Context.Environment},
+		{"context.application", leaf.Context.Application, s.Context.Application},
+		{"context.version", leaf.Context.Version, s.Context.Version},
+		{"version", leaf.Version, s.Version},
+	}
+	for _, f := range fields {
+		if !sameValue(f.l, f.s) {
+			return f.name
+		}
+	}
+	if leaf.Action.Duration != s.Action.Duration {
+		return "action.duration"
+	}
+	if len(leaf.Action.Metadata) != len(s.Action.Metadata) {
+		return "action.metadata"
+	}
+	for k, v := range leaf.Action.Metadata {
+		sv, ok := s.Action.Metadata[k]
+		if !ok || !sameValue(v, sv) {
+			return "action.metadata." + k
+		}
+	}
+	return ""
+}
+
+func sameValue(leaf, sent string) bool {
+	return leaf == sent || (fieldcrypt.IsSealed(leaf) && sent != "")
 }
