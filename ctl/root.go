@@ -39,6 +39,7 @@ Exit status: 0 success (for verify commands: valid), 1 verification failed,
 	root.AddCommand(newVerifyLogCmd(g))
 	root.AddCommand(newTailCmd(g))
 	root.AddCommand(newSinksCmd(g))
+	root.AddCommand(newClusterCmd(g))
 	return root
 }
 

@@ -103,6 +103,7 @@ func RaftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
 const (
 	joinKeyCheckpoint = "checkpoint.key"
 	joinKeyHMAC       = "hmac.key"
+	joinKeyEncryption = "encryption.key"
 	joinKeyOrigin     = "origin"
 	originFile        = "origin"
 )
@@ -276,7 +277,37 @@ func keyFiles(cfg *Config) []keyFile {
 	if hk == "" {
 		hk = filepath.Join(cfg.DataDir, HMACKeyFile)
 	}
-	return []keyFile{{joinKeyCheckpoint, "LEDGER_CHECKPOINT_KEY", ck}, {joinKeyHMAC, "AUDIT_SIGNING_KEY", hk}}
+	ek := cfg.Security.Encryption.KeyFile
+	if ek == "" {
+		ek = filepath.Join(cfg.DataDir, EncryptionKeyFile)
+	}
+	return []keyFile{
+		{joinKeyCheckpoint, "LEDGER_CHECKPOINT_KEY", ck},
+		{joinKeyHMAC, "AUDIT_SIGNING_KEY", hk},
+		{joinKeyEncryption, "AUDIT_ENCRYPTION_KEY", ek},
+	}
+}
+
+// clusterKeys reads this node's keys for a joining node: each from its
+// environment variable or its file; keys the node does not have (field
+// encryption off) are left out.
+func clusterKeys(cfg *Config) (map[string][]byte, error) {
+	out := map[string][]byte{joinKeyOrigin: []byte(cfg.Origin)}
+	for _, kf := range keyFiles(cfg) {
+		if v := os.Getenv(kf.env); v != "" {
+			out[kf.name] = []byte(strings.TrimSpace(v))
+			continue
+		}
+		b, err := os.ReadFile(kf.file)
+		switch {
+		case err == nil:
+			out[kf.name] = bytes.TrimSpace(b)
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
+	return out, nil
 }
 
 func writeIfMissing(path string, b []byte) error {
@@ -328,16 +359,10 @@ func (n *Node) registerCluster(g *grpc.Server) {
 	if n.cluster == nil {
 		return
 	}
-	origin, keys := n.cfg.Origin, n.keys
+	cfg := n.cfg
 	raft.NewService(n.cluster.raft, raft.ServiceOptions{
-		Ledger: n.ledger,
-		JoinKeys: func() (map[string][]byte, error) {
-			return map[string][]byte{
-				joinKeyCheckpoint: []byte(keys.SignerKey),
-				joinKeyHMAC:       keys.HMACKey,
-				joinKeyOrigin:     []byte(origin),
-			}, nil
-		},
+		Ledger:   n.ledger,
+		JoinKeys: func() (map[string][]byte, error) { return clusterKeys(&cfg) },
 	}).Register(g)
 	cs := n.cluster
 	cs.wg.Add(1)

@@ -173,7 +173,10 @@ func Open(cfg Config) (_ *Node, err error) {
 			Stream: sl, MaxPool: 5, Timeout: 10 * time.Second, Logger: hl,
 		})
 		n.trans = nt
-		n.closers = append(n.closers, nt)
+		n.closers = append(n.closers, closerFunc(func() error {
+			nt.CloseStreams() // pooled outgoing connections
+			return nt.Close() // the listener and the connections it accepted
+		}))
 	}
 
 	// Log and stable store.
@@ -249,6 +252,10 @@ func Open(cfg Config) (_ *Node, err error) {
 	n.log.Info("raft started", "raft_addr", n.trans.LocalAddr(), "api_addr", cfg.APIAddr)
 	return n, nil
 }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 func setDur(dst *time.Duration, v time.Duration) {
 	if v > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -69,11 +70,58 @@ func IsLoopback(addr string) bool {
 }
 
 // streamLayer is hashicorp/raft's StreamLayer over TCP, with TLS when
-// tlsConf is set.
+// tlsConf is set. Close also closes the connections it accepted:
+// hashicorp/raft's NetworkTransport leaves their handlers blocked in a
+// read until the peer hangs up.
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
 	tlsConf   *tls.Config
+
+	mu       sync.Mutex
+	accepted map[net.Conn]struct{}
+	closed   bool
+}
+
+// Accept implements net.Listener.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	s.accepted[c] = struct{}{}
+	return &trackedConn{Conn: c, s: s}, nil
+}
+
+// Close implements net.Listener.
+func (s *streamLayer) Close() error {
+	err := s.Listener.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.accepted {
+		c.Close()
+	}
+	clear(s.accepted)
+	return err
+}
+
+type trackedConn struct {
+	net.Conn
+	s *streamLayer
+}
+
+func (c *trackedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.accepted, c.Conn)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func newStreamLayer(bind, advertise string, tlsConf *tls.Config) (*streamLayer, error) {
@@ -95,7 +143,7 @@ func newStreamLayer(bind, advertise string, tlsConf *tls.Config) (*streamLayer, 
 	if tlsConf != nil {
 		lis = tls.NewListener(lis, tlsConf)
 	}
-	return &streamLayer{Listener: lis, advertise: adv, tlsConf: tlsConf}, nil
+	return &streamLayer{Listener: lis, advertise: adv, tlsConf: tlsConf, accepted: make(map[net.Conn]struct{})}, nil
 }
 
 // Dial implements hraft.StreamLayer.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/ledger"
@@ -26,6 +29,7 @@ const clusterOrigin = "cluster.test/log"
 type clusterProc struct {
 	id, dataDir, grpcAddr, raftAddr string
 	extra                           []string // --bootstrap or --join
+	token                           *string  // admin bearer token, read from n1's data dir
 	cmd                             *exec.Cmd
 	log                             *bytes.Buffer
 	exited                          chan struct{}
@@ -51,7 +55,13 @@ func (n *clusterProc) start(t *testing.T, bin string) {
 	go func() { cmd.Wait(); close(exited) }()
 	n.cmd, n.log, n.exited = cmd, &log, exited
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	conn, err := grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if n.token != nil && *n.token != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*n.token)
+			}
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +69,11 @@ func (n *clusterProc) start(t *testing.T, bin string) {
 	n.ledger, n.cluster = pb.NewLedgerClient(conn), pb.NewClusterClient(conn)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		if n.token != nil && *n.token == "" {
+			if b, err := os.ReadFile(filepath.Join(n.dataDir, "admin.token")); err == nil {
+				*n.token = strings.TrimSpace(string(b))
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := n.ledger.GetCheckpoint(ctx, &pb.GetCheckpointRequest{})
 		cancel()
@@ -204,10 +219,11 @@ func TestClusterKill9(t *testing.T) {
 	tmp := t.TempDir()
 	bin := buildLedgerd(t, tmp)
 	nodes := make([]*clusterProc, 3)
+	token := new(string) // the initial admin token n1 writes on bootstrap
 	for i := range nodes {
 		nodes[i] = &clusterProc{
 			id: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(tmp, fmt.Sprintf("n%d", i+1)),
-			grpcAddr: freeAddr(t), raftAddr: freeAddr(t),
+			grpcAddr: freeAddr(t), raftAddr: freeAddr(t), token: token,
 		}
 	}
 	nodes[0].extra = []string{"--bootstrap"}
