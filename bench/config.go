@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // Workload names (the --workload flag).
@@ -111,6 +113,8 @@ type Config struct {
 	// the server's functions too).
 	CPUProfile string
 	Logger     *slog.Logger
+	// DialOptions are added to the connections' (auth interceptors).
+	DialOptions []grpc.DialOption
 
 	clock Clock // tests only
 }

@@ -79,6 +79,9 @@ type Machine struct {
 	MemTotal  uint64 `json:"memTotalBytes,omitempty"`
 	GoVersion string `json:"goVersion"`
 	OS        string `json:"os"`
+	// LoadAvg1 is the one-minute load average when the run started: on a
+	// shared machine, a figure taken under load is not comparable.
+	LoadAvg1 float64 `json:"loadAvg1"`
 }
 
 func thisMachine() Machine {
@@ -93,6 +96,11 @@ func thisMachine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			m.LoadAvg1, _ = strconv.ParseFloat(f[0], 64)
+		}
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for line := range strings.Lines(string(b)) {

@@ -73,11 +73,18 @@ type Report struct {
 	ServerCPUSeconds   float64 `json:"serverCpuSeconds"`
 	ServerPeakRSSBytes uint64  `json:"serverPeakRssBytes"`
 	ClientCPUSeconds   float64 `json:"clientCpuSeconds"`
-	// DiskBytes is the size of the embedded data directories after the
-	// servers stopped; BytesPerEvent divides it by the tree size.
-	DiskBytes     uint64  `json:"diskBytes,omitempty"`
-	TreeSize      uint64  `json:"treeSize"`
-	BytesPerEvent float64 `json:"bytesPerEvent,omitempty"`
+	// DiskBytes is the size of the files of the embedded data
+	// directories after the servers stopped, DiskAllocatedBytes the space
+	// allocated to them (preallocated logs included); BytesPerEvent
+	// divides DiskBytes by the tree size.
+	DiskBytes          uint64  `json:"diskBytes,omitempty"`
+	DiskAllocatedBytes uint64  `json:"diskAllocatedBytes,omitempty"`
+	TreeSize           uint64  `json:"treeSize"`
+	BytesPerEvent      float64 `json:"bytesPerEvent,omitempty"`
+
+	// Warnings are things that went wrong without failing the checks
+	// (an embedded server that did not stop cleanly).
+	Warnings []string `json:"warnings,omitempty"`
 
 	Setup   Setup   `json:"setup"`
 	Check   Check   `json:"check"`
@@ -132,7 +139,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, ", batch %d, %d clients on %d conns, %s, events %.0f B (seed %d)\n",
 		s.Batch, s.Clients, s.Conns, loop, s.EventBytes, s.Seed)
-	fmt.Fprintf(&b, "machine: %d CPUs %s, %s, %s\n\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.GoVersion)
+	fmt.Fprintf(&b, "machine: %d CPUs %s, %s, %s, load %.2f at start\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.GoVersion, r.Machine.LoadAvg1)
+	if r.Machine.LoadAvg1 > float64(r.Machine.CPUs)/2 {
+		fmt.Fprintf(&b, "WARNING: the machine was busy when the run started (load %.2f on %d CPUs): figures are not comparable\n", r.Machine.LoadAvg1, r.Machine.CPUs)
+	}
+	b.WriteString("\n")
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\t\n", k, v) }
@@ -165,7 +176,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("client CPU", fmt.Sprintf("%.2f s", r.ClientCPUSeconds))
 	}
 	if r.DiskBytes > 0 {
-		row("disk", fmt.Sprintf("%s for %d entries (%.0f B/event)", mib(r.DiskBytes), r.TreeSize, r.BytesPerEvent))
+		row("disk", fmt.Sprintf("%s for %d entries", mib(r.DiskBytes), r.TreeSize))
+		row("disk per event", fmt.Sprintf("%.0f B (allocated %s)", r.BytesPerEvent, mib(r.DiskAllocatedBytes)))
 	}
 	tw.Flush()
 
@@ -191,6 +203,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "; lost %d\n", r.LostEvents)
 	for _, f := range c.Failures {
 		fmt.Fprintf(&b, "  FAIL: %s\n", f)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "  WARNING: %s\n", w)
 	}
 	for _, code := range slices.Sorted(maps.Keys(r.ErrorSamples)) {
 		fmt.Fprintf(&b, "  first %s: %s\n", code, r.ErrorSamples[code])

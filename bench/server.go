@@ -3,16 +3,20 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,7 +35,10 @@ const (
 type target struct {
 	mode  string
 	addrs []string
-	vkey  string   // verifier key of the embedded servers
+	vkey  string // verifier key of the embedded servers
+	// token is the bearer token of the embedded servers' admin (empty
+	// when the server has no authentication).
+	token string
 	dirs  []string // data directories of the embedded servers
 	procs []*serverProc
 	stop  func(ctx context.Context) error
@@ -113,9 +120,45 @@ func startInProcess(ctx context.Context, cfg *Config, dir string, t *target) err
 	}
 	t.addrs = []string{n.GRPCAddr()}
 	t.vkey = n.Keys().VerifierKey
+	// A node with authentication writes its initial admin token on first
+	// start, before Start returns.
+	if b, err := os.ReadFile(filepath.Join(dir, adminTokenFile)); err == nil {
+		t.token = strings.TrimSpace(string(b))
+	}
 	t.dirs = []string{dir}
 	t.stop = n.Close
 	return nil
+}
+
+// adminTokenFile is where a node with authentication writes its initial
+// admin token (node.AdminTokenFile).
+const adminTokenFile = "admin.token"
+
+// bearer sends the admin token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// FindLedgerd looks for the ledgerd binary embedded servers run as: next
+// to the running executable (bin/ledgerctl beside bin/ledgerd), then on
+// $PATH. It returns "" when there is none.
+func FindLedgerd() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "ledgerd")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("ledgerd"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return ""
 }
 
 // startProcess runs one ledgerd and waits until it serves.
@@ -135,37 +178,43 @@ func startProcess(ctx context.Context, cfg *Config, dir string, t *target, extra
 		args = append(args, "--unsafe-nosync")
 	}
 	args = append(args, extra...)
-	p, addr, err := spawn(ctx, cfg.Ledgerd, args, filepath.Join(dir, "ledgerd.log"), cfg.Logger)
+	if t.token == "" {
+		// The admin token the processes accept (LEDGER_ADMIN_TOKEN): chosen
+		// here, so the run need not wait for a generated one.
+		var b [32]byte
+		rand.Read(b[:])
+		t.token = hex.EncodeToString(b[:])
+	}
+	env := append(os.Environ(), "LEDGER_ADMIN_TOKEN="+t.token)
+	p, addr, err := spawn(ctx, cfg.Ledgerd, args, env, filepath.Join(dir, "ledgerd.log"), cfg.Logger)
 	if err != nil {
 		return err
 	}
-	prev := t.stop
 	t.procs = append(t.procs, p)
-	t.stop = func(ctx context.Context) error {
-		err := p.terminate(ctx)
-		if prev != nil {
-			err = errors.Join(err, prev(ctx))
-		}
-		return err
-	}
-	vk, err := os.ReadFile(filepath.Join(dir, node.VerifierKeyFile))
-	if err != nil {
-		return fmt.Errorf("bench: verifier key of the embedded server: %w", err)
-	}
+	t.stop = t.terminateAll
 	t.addrs = append(t.addrs, addr)
-	t.vkey = strings.TrimSpace(string(vk))
 	t.dirs = append(t.dirs, dir)
+	if t.vkey == "" {
+		// The first node generated the keys (the others of a cluster
+		// receive them when they join).
+		vk, err := os.ReadFile(filepath.Join(dir, node.VerifierKeyFile))
+		if err != nil {
+			return fmt.Errorf("bench: verifier key of the embedded server: %w", err)
+		}
+		t.vkey = strings.TrimSpace(string(vk))
+	}
 	return nil
 }
 
 // spawn starts bin with args, copies its stderr (JSON log lines) to
 // logFile and returns once it logs the gRPC address it serves on.
-func spawn(ctx context.Context, bin string, args []string, logFile string, log *slog.Logger) (*serverProc, string, error) {
+func spawn(ctx context.Context, bin string, args, env []string, logFile string, log *slog.Logger) (*serverProc, string, error) {
 	lf, err := os.Create(logFile)
 	if err != nil {
 		return nil, "", fmt.Errorf("bench: %w", err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout = lf
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -224,6 +273,20 @@ func spawn(ctx context.Context, bin string, args []string, logFile string, log *
 		p.terminate(context.Background())
 		return nil, "", ctx.Err()
 	}
+}
+
+// terminateAll stops every server process at once, as an operator
+// stopping a cluster would (stopping followers first leaves the last node
+// without a quorum for what it commits on the way out).
+func (t *target) terminateAll(ctx context.Context) error {
+	errs := make([]error, len(t.procs))
+	var wg sync.WaitGroup
+	for i, p := range t.procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = p.terminate(ctx) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // terminate asks the process to stop (SIGTERM), then kills it when ctx
@@ -288,10 +351,11 @@ func (t *target) finalUsage() (cpu time.Duration, peakRSS uint64, ok bool) {
 	return cpu, peakRSS, true
 }
 
-// diskUsage is the space the data directories take (allocated blocks,
-// so preallocated log files count as what they cost).
-func diskUsage(dirs []string) (uint64, error) {
-	var total uint64
+// diskUsage is the size of the files in the data directories (what the
+// data takes) and the space allocated to them (Pebble preallocates and
+// recycles its write-ahead logs: tens of MiB that only matter in small
+// runs).
+func diskUsage(dirs []string) (size, allocated uint64, err error) {
 	for _, d := range dirs {
 		err := filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
@@ -304,22 +368,54 @@ func diskUsage(dirs []string) (uint64, error) {
 			if err != nil {
 				return err
 			}
+			size += uint64(fi.Size())
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				total += uint64(st.Blocks) * 512
-			} else {
-				total += uint64(fi.Size())
+				allocated += uint64(st.Blocks) * 512
 			}
 			return nil
 		})
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return total, nil
+	return size, allocated, nil
 }
 
-// startCluster starts three nodes on loopback. It needs node/ to wire
-// raft/ (cluster flags on ledgerd); until then it says so.
-var startCluster = func(ctx context.Context, cfg *Config, dir string, t *target) error {
-	return fmt.Errorf("%w: --embedded-cluster needs the Raft cluster wired into node/ and ledgerd (not there yet)", ErrUnsupported)
+// startCluster starts three ledgerd processes on loopback: the first
+// bootstraps the cluster, the others join it through its API. It needs
+// the ledgerd binary: three nodes in one process would share one CPU and
+// RSS figure and one Go runtime, which a cluster never does.
+func startCluster(ctx context.Context, cfg *Config, dir string, t *target) error {
+	if cfg.Ledgerd == "" {
+		return fmt.Errorf("%w: --embedded-cluster runs ledgerd processes; give the ledgerd binary", ErrUnsupported)
+	}
+	t.mode = ModeSubprocess
+	for i := 1; i <= cfg.Embedded; i++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		id := fmt.Sprintf("node%d", i)
+		extra := []string{"--node-id", id, "--raft-addr", port}
+		if i == 1 {
+			extra = append(extra, "--bootstrap")
+		} else {
+			extra = append(extra, "--join", t.addrs[0])
+		}
+		if err := startProcess(ctx, cfg, filepath.Join(dir, id), t, extra...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freePort returns a loopback address nobody listens on (for a moment:
+// good enough on loopback for a benchmark).
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }

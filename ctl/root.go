@@ -40,6 +40,7 @@ Exit status: 0 success (for verify commands: valid), 1 verification failed,
 	root.AddCommand(newTailCmd(g))
 	root.AddCommand(newSinksCmd(g))
 	root.AddCommand(newClusterCmd(g))
+	root.AddCommand(newBenchCmd(g))
 	return root
 }
 
