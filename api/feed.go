@@ -28,7 +28,9 @@ type FeedOptions struct {
 	Sinks       *feed.Manager    // nil when the node runs no sinks
 	// Batch is how many entries one read fetches ahead per stream
 	// (default 256): the stream's memory bound beside gRPC's window.
-	Batch  int
+	Batch int
+	// View decrypts or masks each streamed event for the caller (view.go).
+	View   EventView
 	Logger *slog.Logger
 }
 
@@ -70,6 +72,11 @@ func (s *FeedService) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStre
 		}
 		for _, it := range batch {
 			msg := &pb.SubscribeResponse{Entry: ItemToProto(it)}
+			if s.o.View != nil {
+				ev := it.Entry.Event // a copy; the view replaces, never edits, the metadata map
+				s.o.View(ctx, &ev)
+				msg.Entry.Event = EventToProto(&ev)
+			}
 			if it.Proof != nil || it.Checkpoint != nil {
 				msg.Inclusion = &pb.InclusionProof{Index: it.Index, TreeSize: it.Checkpoint.Size, LeafHash: it.LeafHash[:], Hashes: HashesToProto(it.Proof)}
 				if it.Checkpoint != lastCP {

@@ -10,6 +10,8 @@ import (
 
 // Config says what is encrypted and with which master key.
 type Config struct {
+	// Disabled turns field encryption off: events are stored as sent.
+	Disabled bool `json:"disabled"`
 	// KeyFile holds the master key as 64 hex digits (env
 	// AUDIT_ENCRYPTION_KEY; default DATA_DIR/encryption.key, generated on
 	// a node's first start). OldKeyFiles hold retired master keys that

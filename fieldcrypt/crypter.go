@@ -446,6 +446,20 @@ func (c *Crypter) classOf(name string, meta bool) (class string, ok bool) {
 // (so an erasure covers them); events without one use the current field
 // key.
 func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
+	// Refuse what the ledger would refuse anyway before any key is
+	// written: bad input changes nothing. Plaintext sizes are a lower
+	// bound of the encoded, encrypted sizes.
+	total := 0
+	for i := range events {
+		n := plainSize(&events[i])
+		if n > ledger.MaxEventBytes {
+			return nil, fmt.Errorf("%w: event %d is more than %d bytes encoded; at most %d", ledger.ErrTooLarge, i, n, ledger.MaxEventBytes)
+		}
+		total += n
+	}
+	if total > ledger.MaxBatchBytes {
+		return nil, fmt.Errorf("%w: batch is more than %d bytes encoded; at most %d", ledger.ErrTooLarge, total, ledger.MaxBatchBytes)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	cur, err := c.currentKey(ctx)
@@ -512,6 +526,18 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 		out[i] = e
 	}
 	return out, nil
+}
+
+// plainSize is a lower bound of the encoded size of e's leaf.
+func plainSize(e *ledger.Event) int {
+	n := 0
+	for _, f := range allStringFields {
+		n += len(*f.get(e))
+	}
+	for k, v := range e.Action.Metadata {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // Reveal decrypts, in place, the encrypted fields of an event read from

@@ -42,6 +42,6 @@ func (n *Node) startFeed(g *grpc.Server) (streamed func() bool, err error) {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(ctx context.Context) error { return m.Close(ctx) })
-	api.NewFeedService(api.FeedOptions{Log: n.store, Checkpoints: n.ledger, Sinks: m, Logger: n.log}).Register(g)
+	api.NewFeedService(api.FeedOptions{Log: n.store, Checkpoints: n.ledger, Sinks: m, View: n.eventView(), Logger: n.log}).Register(g)
 	return m.Healthy, nil
 }
