@@ -43,5 +43,9 @@ proto:
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/auditledger/ledgerd \
 	  api/proto/ledger/v1/*.proto
 
+# Three nodes on loopback in the foreground; Ctrl-C stops them.
+cluster: build
+	scripts/cluster.sh $(BIN)
+
 clean:
 	rm -rf $(BIN) .data
