@@ -68,13 +68,23 @@ func ndjson(prefix string, n int) string {
 // testNode is a real ledgerd (Pebble in a temp dir, gRPC on 127.0.0.1)
 // that can be stopped and started again on the same data directory.
 type testNode struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	n     *node.Node
 	token string // the initial admin token the node generated
 }
 
 func startNode(t *testing.T) *testNode {
+	t.Helper()
+	return startNodeTB(t)
+}
+
+func startNodeB(b *testing.B) *testNode {
+	b.Helper()
+	return startNodeTB(b)
+}
+
+func startNodeTB(t testing.TB) *testNode {
 	t.Helper()
 	tn := &testNode{t: t, dir: t.TempDir()}
 	tn.start()

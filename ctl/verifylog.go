@@ -188,10 +188,22 @@ func (v *logVerifier) run(ctx context.Context) error {
 	n := cp.Size
 	v.prog.total = n
 	r := merkle.NewRange()
+	pf := v.prefetch(ctx, n)
+	defer func() { pf.stop() }()
 	for start := uint64(0); start < n; {
-		entries, err := v.fetch(ctx, start, min(uint64(v.o.pageSize), n-start))
-		if err != nil {
-			return err
+		count := min(uint64(v.o.pageSize), n-start)
+		var entries []*pb.Entry
+		if f, ok := pf.next(); ok && f.err == nil && f.start == start {
+			if entries, err = v.checkPage(start, f.count, f.resp); err != nil {
+				return err
+			}
+		} else {
+			// The read-ahead hit an error: go on one page at a time,
+			// where fetch can narrow it down to an index.
+			pf.stop()
+			if entries, err = v.fetch(ctx, start, count); err != nil {
+				return err
+			}
 		}
 		pageStart := r.Clone()
 		hashes := make([]merkle.Hash, len(entries))
@@ -270,16 +282,7 @@ func (v *logVerifier) fetch(ctx context.Context, start, count uint64) ([]*pb.Ent
 	for {
 		resp, err := v.c.GetEntries(ctx, &pb.GetEntriesRequest{StartIndex: start, Count: uint32(count)})
 		if err == nil {
-			if resp.TreeSize < v.cp.Size {
-				return nil, v.failAt(resp.TreeSize, "the server holds %d entries, fewer than its checkpoint's %d", resp.TreeSize, v.cp.Size)
-			}
-			if len(resp.Entries) == 0 {
-				return nil, v.failAt(start, "the server returned no entry below its checkpoint's size %d", v.cp.Size)
-			}
-			if uint64(len(resp.Entries)) > count {
-				return nil, v.failAt(start+count, "the server returned %d entries for %d asked", len(resp.Entries), count)
-			}
-			return resp.Entries, nil
+			return v.checkPage(start, count, resp)
 		}
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented:
@@ -290,6 +293,74 @@ func (v *logVerifier) fetch(ctx context.Context, start, count uint64) ([]*pb.Ent
 		}
 		count /= 2
 	}
+}
+
+// checkPage checks the shape of a GetEntries response for count entries
+// from start.
+func (v *logVerifier) checkPage(start, count uint64, resp *pb.GetEntriesResponse) ([]*pb.Entry, error) {
+	if resp.TreeSize < v.cp.Size {
+		return nil, v.failAt(resp.TreeSize, "the server holds %d entries, fewer than its checkpoint's %d", resp.TreeSize, v.cp.Size)
+	}
+	if len(resp.Entries) == 0 {
+		return nil, v.failAt(start, "the server returned no entry below its checkpoint's size %d", v.cp.Size)
+	}
+	if uint64(len(resp.Entries)) > count {
+		return nil, v.failAt(start+count, "the server returned %d entries for %d asked", len(resp.Entries), count)
+	}
+	return resp.Entries, nil
+}
+
+// prefetcher reads pages ahead of the verifier, so that fetching the next
+// page overlaps checking this one. Its goroutine is stopped by stop,
+// which run always calls.
+type prefetcher struct {
+	pages  chan fetched
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type fetched struct {
+	start, count uint64
+	resp         *pb.GetEntriesResponse
+	err          error
+}
+
+// prefetch starts reading the pages of [0, n), stopping after the first
+// error or empty page.
+func (v *logVerifier) prefetch(ctx context.Context, n uint64) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetcher{pages: make(chan fetched, 2), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer close(p.pages)
+		for start := uint64(0); start < n; {
+			count := min(uint64(v.o.pageSize), n-start)
+			resp, err := v.c.GetEntries(ctx, &pb.GetEntriesRequest{StartIndex: start, Count: uint32(count)})
+			select {
+			case p.pages <- fetched{start, count, resp, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(resp.Entries) == 0 {
+				return
+			}
+			start += uint64(len(resp.Entries))
+		}
+	}()
+	return p
+}
+
+// next returns the next page read ahead; false once the prefetcher
+// stopped.
+func (p *prefetcher) next() (fetched, bool) {
+	f, ok := <-p.pages
+	return f, ok
+}
+
+// stop stops the read-ahead and waits for its goroutine. Safe to repeat.
+func (p *prefetcher) stop() {
+	p.cancel()
+	<-p.done
 }
 
 // checkEntry returns why entry e, expected at index i with leaf hash lh,
