@@ -39,6 +39,8 @@ func TestBadInput(t *testing.T) {
 		{"consistency backwards", "", []string{"prove", "consistency", "--from", "3", "--to", "2"}, "InvalidArgument: "},
 		{"checkpoint-out with size", "", []string{"prove", "inclusion", "--index", "0", "--size", "2", "--checkpoint-out", "f"}, "omit --size"},
 		{"verify without subcommand", "", []string{"verify"}, "missing subcommand"},
+		{"verify two stdins", "", []string{"verify", "inclusion", "--key", "k", "--checkpoint", "-"}, "only one input"},
+		{"verify empty proof", "", []string{"verify", "inclusion", "--key", "k", "--checkpoint", "cp"}, "proof: EOF"},
 		{"event not JSON", "", []string{"append", "--event", "{"}, "--event: event JSON: "},
 		{"event unknown field", "", []string{"append", "--event", `{"actor":{"id":"u"},"colour":"red"}`}, `unknown field "colour"`},
 		{"event missing field", "", []string{"append", "--event", `{"actor":{"id":"u"}}`}, "InvalidArgument: "},

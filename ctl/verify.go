@@ -97,6 +97,9 @@ checkpoint's, and check the proof against the signed root. With --entry (the
 output of "get"), also check that the proof is about that entry's leaf.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := oneStdin(proofFile, cpFile, entryFile); err != nil {
+				return err
+			}
 			b, err := g.readInput(proofFile)
 			if err != nil {
 				return err
@@ -189,6 +192,9 @@ checkpoints' sizes, and the proof to lead from the old root to the new one.`,
 			if oldFile == "" || newFile == "" {
 				return errors.New("--old and --new (the two signed checkpoints) are required")
 			}
+			if err := oneStdin(proofFile, oldFile, newFile); err != nil {
+				return err
+			}
 			b, err := g.readInput(proofFile)
 			if err != nil {
 				return err
@@ -248,6 +254,21 @@ checkpoints' sizes, and the proof to lead from the old root to the new one.`,
 	f.StringVar(&key, "key", "", "checkpoint verifier key, or a file holding it (required)")
 	f.StringVar(&origin, "origin", "", "require this checkpoint origin")
 	return cmd
+}
+
+// oneStdin rejects reading more than one input from stdin ("-"); the
+// first path is the proof, which defaults to stdin.
+func oneStdin(paths ...string) error {
+	n := 0
+	for _, p := range paths {
+		if p == "-" {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("only one input can come from stdin (-): give the proof with --proof FILE")
+	}
+	return nil
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
