@@ -129,3 +129,34 @@ func TestBadConfigs(t *testing.T) {
 		}
 	}
 }
+
+func TestSmokeServerProcess(t *testing.T) {
+	cfg := smokeConfig(WorkloadAppendBatch)
+	cfg.Ledgerd = ledgerdBinary(t)
+	cfg.Batch = 100
+	cfg.Ops = 20
+	cfg.UnsafeNoSync = false
+	rep, err := Run(context.Background(), cfg, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed || rep.Events != 2000 || rep.ServerMode != ModeSubprocess || rep.ServerPeakRSSBytes == 0 || len(rep.Warnings) > 0 {
+		t.Fatalf("passed %v, events %d, mode %s, peak RSS %d, warnings %v, failures %v",
+			rep.Passed, rep.Events, rep.ServerMode, rep.ServerPeakRSSBytes, rep.Warnings, rep.Check.Failures)
+	}
+}
+
+func TestSmokeCluster(t *testing.T) {
+	cfg := smokeConfig(WorkloadMixed)
+	cfg.Ledgerd = ledgerdBinary(t)
+	cfg.Embedded = 3
+	cfg.Mix = "append=1,append-batch=1,get=1,prove=1"
+	cfg.Batch = 50
+	rep, err := Run(context.Background(), cfg, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed || rep.Errors != 0 || rep.Setup.Nodes != 3 || !rep.Check.Consistent || len(rep.Warnings) > 0 {
+		t.Fatalf("passed %v, errors %v, nodes %d, check %+v, warnings %v", rep.Passed, rep.ErrorsByCode, rep.Setup.Nodes, rep.Check, rep.Warnings)
+	}
+}
