@@ -8,7 +8,7 @@ PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 
-.PHONY: build run test test-short bench lint lint-fast proto cluster clean
+.PHONY: build run test test-short bench bench-micro lint lint-fast proto cluster clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -23,7 +23,15 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-bench:
+# The standard suite through `ledgerctl bench` (3 runs each; results and a
+# markdown summary in bench/results/). LONG=1 runs the long suite, RUNS=n
+# changes the runs, BENCH_ARGS adds ledgerctl bench flags to every run.
+RUNS ?= 3
+bench: build
+	$(GO) run ./bench/cmd/benchsuite --ledgerctl $(BIN)/ledgerctl --out bench/results --runs $(RUNS) $(if $(LONG),--long) $(if $(BENCH_ARGS),--args "$(BENCH_ARGS)")
+
+# Go micro-benchmarks of the Merkle tree and the ledger.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./merkle/ ./ledger/
 
 lint:

@@ -1,0 +1,226 @@
+// Command benchsuite runs the standard benchmark suite through ledgerctl
+// bench, several times each, and writes every run's JSON report and a
+// markdown summary (median and spread) to an output directory. `make
+// bench` runs it; `make bench LONG=1` runs the long suite.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/auditledger/ledgerd/bench"
+)
+
+// item is one benchmark of the suite: ledgerctl bench with these args.
+type item struct {
+	name   string
+	target string // what the issue asks of it, for the summary
+	args   []string
+}
+
+func short() []item {
+	d := []string{"--duration", "5s", "--warmup", "1s"}
+	return []item{
+		{"append-seq", "p50 ≤ 0.5 ms", append([]string{"--embedded", "--workload", "append", "--clients", "1"}, d...)},
+		{"append-32", "≥ 30,000 events/s", append([]string{"--embedded", "--workload", "append", "--clients", "32"}, d...)},
+		{"append-batch-1000", "≥ 200,000 events/s", append([]string{"--embedded", "--workload", "append-batch", "--batch", "1000", "--clients", "4"}, d...)},
+		{"prove", "p50 ≤ 0.2 ms", append([]string{"--embedded", "--workload", "prove", "--clients", "1", "--preload", "100000"}, d...)},
+		{"cluster3-append-batch-1000", "≥ 100,000 events/s", append([]string{"--embedded-cluster", "3", "--workload", "append-batch", "--batch", "1000", "--clients", "4"}, d...)},
+	}
+}
+
+func long() []item {
+	d := []string{"--duration", "60s", "--warmup", "5s"}
+	return []item{
+		{"append-seq", "p50 ≤ 0.5 ms", append([]string{"--embedded", "--workload", "append", "--clients", "1"}, d...)},
+		{"append-32", "≥ 30,000 events/s", append([]string{"--embedded", "--workload", "append", "--clients", "32"}, d...)},
+		{"append-32-open-20k", "p99 at 20,000/s offered", append([]string{"--embedded", "--workload", "append", "--clients", "64", "--rate", "20000"}, d...)},
+		{"append-batch-1000", "≥ 200,000 events/s", append([]string{"--embedded", "--workload", "append-batch", "--batch", "1000", "--clients", "4"}, d...)},
+		{"append-wait-8", "", append([]string{"--embedded", "--workload", "append-wait", "--clients", "8"}, d...)},
+		{"get-8", "", append([]string{"--embedded", "--workload", "get", "--clients", "8", "--preload", "1000000"}, d...)},
+		{"prove", "p50 ≤ 0.2 ms", append([]string{"--embedded", "--workload", "prove", "--clients", "1", "--preload", "1000000"}, d...)},
+		{"mixed-16", "", append([]string{"--embedded", "--workload", "mixed", "--mix", "append=70,get=20,prove=10", "--clients", "16"}, d...)},
+		{"append-batch-1kB", "", append([]string{"--embedded", "--workload", "append-batch", "--batch", "1000", "--clients", "4", "--event-size", "1000"}, d...)},
+		{"rss-10M", "RSS ≤ 512 MiB at 10M events", []string{"--embedded", "--workload", "append-batch", "--batch", "1000", "--clients", "4", "--ops", "10000", "--warmup", "0"}},
+		{"cluster3-append-batch-1000", "≥ 100,000 events/s", append([]string{"--embedded-cluster", "3", "--workload", "append-batch", "--batch", "1000", "--clients", "4"}, d...)},
+		{"cluster3-append-32", "", append([]string{"--embedded-cluster", "3", "--workload", "append", "--clients", "32"}, d...)},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchsuite:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("benchsuite", flag.ContinueOnError)
+	ctl := fs.String("ledgerctl", "bin/ledgerctl", "the ledgerctl binary (ledgerd must sit beside it)")
+	out := fs.String("out", "bench/results", "directory for the JSON reports and the summary")
+	runs := fs.Int("runs", 3, "runs of each benchmark")
+	isLong := fs.Bool("long", false, "run the long suite (minutes per benchmark)")
+	only := fs.String("only", "", "run only the benchmarks whose name contains this")
+	extra := fs.String("args", "", "extra ledgerctl bench arguments for every run (space separated), e.g. --unsafe-nosync")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	items := short()
+	suite := "short"
+	if *isLong {
+		items, suite = long(), "long"
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	stamp := time.Now().UTC().Format("2006-01-02-1504")
+	var results []result
+	failed := 0
+	for _, it := range items {
+		if *only != "" && !strings.Contains(it.name, *only) {
+			continue
+		}
+		res := result{item: it}
+		for k := 1; k <= *runs && ctx.Err() == nil; k++ {
+			argv := append([]string{"bench"}, it.args...)
+			argv = append(argv, strings.Fields(*extra)...)
+			argv = append(argv, "--json")
+			fmt.Fprintf(stderr, "[%s] run %d/%d: %s %s\n", it.name, k, *runs, *ctl, strings.Join(argv, " "))
+			var so, se bytes.Buffer
+			cmd := exec.CommandContext(ctx, *ctl, argv...)
+			cmd.Stdout, cmd.Stderr = &so, io.MultiWriter(&se, stderr)
+			runErr := cmd.Run()
+			var rep bench.Report
+			if err := json.Unmarshal(so.Bytes(), &rep); err != nil {
+				res.errs = append(res.errs, fmt.Sprintf("run %d: %v: %s", k, runErr, lastLine(se.String())))
+				failed++
+				continue
+			}
+			path := filepath.Join(*out, fmt.Sprintf("%s-%s-r%d.json", stamp, it.name, k))
+			if err := os.WriteFile(path, so.Bytes(), 0o644); err != nil {
+				return err
+			}
+			if runErr != nil || !rep.Passed {
+				failed++
+				res.errs = append(res.errs, fmt.Sprintf("run %d failed its checks: %s", k, strings.Join(rep.Check.Failures, "; ")))
+			}
+			res.reports = append(res.reports, rep)
+			fmt.Fprintf(stderr, "[%s] run %d: %.0f events/s, %.0f ops/s, p50 %.3f ms, p99 %.3f ms, lost %d -> %s\n",
+				it.name, k, rep.EventsPerSecond, rep.OpsPerSecond, rep.LatencyMs.P50, rep.LatencyMs.P99, rep.LostEvents, path)
+		}
+		results = append(results, res)
+	}
+	md := summary(suite, stamp, *runs, results)
+	path := filepath.Join(*out, stamp+"-summary.md")
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, md)
+	fmt.Fprintf(stderr, "summary: %s\n", path)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d run(s) failed", failed)
+	}
+	return nil
+}
+
+type result struct {
+	item    item
+	reports []bench.Report
+	errs    []string
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// spread renders the median and the range of the runs' values.
+func spread(rs []bench.Report, f func(*bench.Report) float64, format string) string {
+	if len(rs) == 0 {
+		return "–"
+	}
+	v := make([]float64, len(rs))
+	for i := range rs {
+		v[i] = f(&rs[i])
+	}
+	slices.Sort(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	if len(v) == 1 {
+		return fmt.Sprintf(format, med)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, v[0], v[len(v)-1])
+}
+
+func summary(suite, stamp string, runs int, results []result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmark suite %s, %s UTC\n\n", suite, stamp)
+	for _, r := range results {
+		if len(r.reports) > 0 {
+			m := r.reports[0].Machine
+			fmt.Fprintf(&b, "Machine: %d CPUs %s, %s, Linux %s, %s. ", m.CPUs, m.CPUModel, gib(m.MemTotal), m.Kernel, m.GoVersion)
+			break
+		}
+	}
+	fmt.Fprintf(&b, "Each benchmark ran %d times: the median, then the range (min–max) of the runs. ", runs)
+	b.WriteString("Latency is in milliseconds, from the intended send time; fsync on unless the command says --unsafe-nosync. ")
+	b.WriteString("Server CPU is the ledgerd process(es) over the measured phase; RSS is their peak.\n\n")
+	b.WriteString("| benchmark | target | events/s | ops/s | p50 | p99 | p99.9 | server CPU s | server RSS MiB | load at start | lost | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		rs := r.reports
+		status := "pass"
+		if len(r.errs) > 0 {
+			status = "**FAIL**"
+		}
+		var lost int64
+		for _, x := range rs {
+			lost += x.LostEvents
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+			r.item.name, r.item.target,
+			spread(rs, func(x *bench.Report) float64 { return x.EventsPerSecond }, "%.0f"),
+			spread(rs, func(x *bench.Report) float64 { return x.OpsPerSecond }, "%.0f"),
+			spread(rs, func(x *bench.Report) float64 { return x.LatencyMs.P50 }, "%.3f"),
+			spread(rs, func(x *bench.Report) float64 { return x.LatencyMs.P99 }, "%.2f"),
+			spread(rs, func(x *bench.Report) float64 { return x.LatencyMs.P999 }, "%.2f"),
+			spread(rs, func(x *bench.Report) float64 { return x.ServerCPUSeconds }, "%.1f"),
+			spread(rs, func(x *bench.Report) float64 { return float64(x.ServerPeakRSSBytes) / (1 << 20) }, "%.0f"),
+			spread(rs, func(x *bench.Report) float64 { return x.Machine.LoadAvg1 }, "%.1f"),
+			lost, status)
+	}
+	b.WriteString("\nCommands (each run's JSON report holds the exact command line):\n\n")
+	for _, r := range results {
+		cmd := "ledgerctl bench " + strings.Join(r.item.args, " ")
+		if len(r.reports) > 0 {
+			cmd = r.reports[0].Command
+		}
+		fmt.Fprintf(&b, "- %s: `%s`\n", r.item.name, cmd)
+		for _, e := range r.errs {
+			fmt.Fprintf(&b, "  - %s\n", e)
+		}
+	}
+	return b.String()
+}
+
+func gib(b uint64) string { return fmt.Sprintf("%.0f GiB RAM", float64(b)/(1<<30)) }
