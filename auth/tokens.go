@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
@@ -104,6 +105,9 @@ func (t *Tokens) Create(ctx context.Context, role Role, name string, ttl time.Du
 	if err := t.commit.CommitKV(ctx, []ledger.KV{{Key: tokenKey(tok.ID), Value: b}}); err != nil {
 		return Token{}, TokenInfo{}, fmt.Errorf("auth: store token: %w", err)
 	}
+	if err := t.awaitLocal(ctx, tok.ID, b); err != nil {
+		return Token{}, TokenInfo{}, err
+	}
 	info.Hash = ""
 	return tok, info, nil
 }
@@ -118,6 +122,29 @@ func checkName(name string) error {
 		}
 	}
 	return nil
+}
+
+// awaitLocal waits until this node's store holds the record just
+// committed (at once on a single node; on a cluster follower once Raft
+// delivers it), so the caller's next request here sees it. A revocation
+// is final, so once a record says revoked it is not waited for further.
+func (t *Tokens) awaitLocal(ctx context.Context, id string, want []byte) error {
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		b, err := t.kv.Get(tokenKey(id))
+		if err == nil && (bytes.Equal(b, want) || bytes.Contains(b, []byte(`"revokedAt"`))) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return err
+		}
+		tm := time.NewTimer(delay)
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			tm.Stop()
+			return fmt.Errorf("auth: waiting for this node to apply the token change: %w", ctx.Err())
+		}
+	}
 }
 
 // Get returns a token's record (hash included).
@@ -184,6 +211,9 @@ func (t *Tokens) Revoke(ctx context.Context, id, by string) (TokenInfo, error) {
 	}
 	if err := t.commit.CommitKV(ctx, []ledger.KV{{Key: tokenKey(id), Value: b}}); err != nil {
 		return TokenInfo{}, fmt.Errorf("auth: revoke token: %w", err)
+	}
+	if err := t.awaitLocal(ctx, id, b); err != nil {
+		return TokenInfo{}, err
 	}
 	info.Hash = ""
 	return info, nil

@@ -176,6 +176,30 @@ func (c *Crypter) fieldKeyLocked(id string) *aesKey {
 	return nil
 }
 
+// awaitLocal waits until this node's store holds key, written by a
+// CommitKV that returned: at once on a single node; on a cluster
+// follower, once Raft has delivered the write here. Keys awaited are
+// unique to their write and never deleted (a new field key, an erasure
+// record), so a later write cannot hide the one awaited.
+func (c *Crypter) awaitLocal(ctx context.Context, key []byte) error {
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		_, err := c.kv.Get(key)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ledger.ErrNotFound) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("fieldcrypt: waiting for this node to apply the key change: %w", ctx.Err())
+		}
+	}
+}
+
 func newGeneration() []byte {
 	g := make([]byte, 16)
 	rand.Read(g)
@@ -259,6 +283,9 @@ func (c *Crypter) Rotate(ctx context.Context) (KeyInfo, error) {
 	ops = append(ops, ledger.KV{Key: keyGeneration, Value: newGeneration()})
 	if err := c.commit.CommitKV(ctx, ops); err != nil {
 		return KeyInfo{}, fmt.Errorf("fieldcrypt: store field key: %w", err)
+	}
+	if err := c.awaitLocal(ctx, slot(prefixFieldKey, id)); err != nil {
+		return KeyInfo{}, err
 	}
 	if err := c.refresh(); err != nil {
 		return KeyInfo{}, err
@@ -736,6 +763,13 @@ func (c *Crypter) Erase(ctx context.Context, subject, eventID string) ([]string,
 	ops = append(ops, ledger.KV{Key: keyGeneration, Value: newGeneration()})
 	if err := c.commit.CommitKV(ctx, ops); err != nil {
 		return nil, fmt.Errorf("fieldcrypt: erase: %w", err)
+	}
+	// On a follower the write is committed but maybe not applied here
+	// yet: wait, so that no read on this node decrypts after Erase.
+	if len(ids) > 0 {
+		if err := c.awaitLocal(ctx, slot(prefixErased, ids[0])); err != nil {
+			return ids, err
+		}
 	}
 	if err := c.refresh(); err != nil {
 		return ids, err
