@@ -120,11 +120,12 @@ type shared struct {
 
 // client is one concurrent client; only its goroutine touches it.
 type client struct {
-	s    *shared
-	id   int
-	api  pb.LedgerClient
-	rnd  *rand.Rand
-	next int // position in the pool
+	s     *shared
+	id    int
+	api   pb.LedgerClient
+	rnd   *rand.Rand
+	users *rand.Zipf
+	next  int // position in the pool
 
 	record bool // measured phase: keep latencies
 	hist   [nKinds]*Histogram
@@ -150,6 +151,7 @@ func newClient(s *shared, id int, api pb.LedgerClient) *client {
 		errs:   map[string]int64{},
 		firstE: map[string]string{},
 	}
+	c.users = NewUsers(c.rnd, s.cfg.Users)
 	if len(s.pool) > 0 {
 		c.next = (id * 7919) % len(s.pool)
 	}
@@ -238,23 +240,29 @@ func (c *client) countErr(err error) {
 	}
 }
 
-// event returns the next event of the pool (with a fresh id when the run
-// sends client ids).
+// event returns the next event of the pool, with a user drawn afresh for
+// user actions and a fresh id when the run sends client ids.
 func (c *client) event() *pb.Event {
 	e := c.s.pool[c.next]
 	c.next++
 	if c.next == len(c.s.pool) {
 		c.next = 0
 	}
-	if !c.s.cfg.ClientIDs {
+	if e.Actor.Type != "user" && !c.s.cfg.ClientIDs {
 		return e
 	}
-	c.seq++
 	// A shallow copy: the shared sub-messages are only read.
-	return &pb.Event{
-		Id:        c.s.runID + "-" + strconv.Itoa(c.id) + "-" + strconv.FormatUint(c.seq, 10),
-		Timestamp: e.Timestamp, Actor: e.Actor, Action: e.Action, Context: e.Context, Version: e.Version,
+	out := &pb.Event{Timestamp: e.Timestamp, Actor: e.Actor, Action: e.Action, Context: e.Context, Version: e.Version}
+	if e.Actor.Type == "user" {
+		u := c.users.Uint64() + 1
+		a := e.Actor
+		out.Actor = &pb.Actor{Id: UserID(u), Type: a.Type, Ip: UserIP(u), Session: a.Session, UserAgent: a.UserAgent}
 	}
+	if c.s.cfg.ClientIDs {
+		c.seq++
+		out.Id = c.s.runID + "-" + strconv.Itoa(c.id) + "-" + strconv.FormatUint(c.seq, 10)
+	}
+	return out
 }
 
 // keep records an acknowledged append.

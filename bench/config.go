@@ -68,6 +68,10 @@ type Config struct {
 	// about 250 bytes). Seed makes the events reproducible.
 	EventSize int
 	Seed      uint64
+	// Users is the size of the user population actors are drawn from
+	// (Zipf; 0: DefaultUsers). Each new actor costs the server a data key
+	// when field encryption is on.
+	Users int
 	// ClientIDs makes the client send event ids (unique per run), as an
 	// idempotent client would; otherwise the server assigns them.
 	ClientIDs bool
@@ -214,7 +218,7 @@ func (c *Config) normalize() ([nKinds]int, error) {
 	if w[kQuery] > 0 {
 		return w, fmt.Errorf("%w: workload query needs the query RPC, which the ledger.v1 API does not have yet", ErrUnsupported)
 	}
-	if c.Batch < 0 || c.Clients < 0 || c.Conns < 0 || c.Rate < 0 || c.Duration < 0 || c.Ops < 0 || c.Warmup < 0 || c.Preload < 0 || c.EventSize < 0 {
+	if c.Batch < 0 || c.Clients < 0 || c.Conns < 0 || c.Rate < 0 || c.Duration < 0 || c.Ops < 0 || c.Warmup < 0 || c.Preload < 0 || c.EventSize < 0 || c.Users < 0 {
 		return w, errors.New("bench: counts, rates and durations must not be negative")
 	}
 	if c.Batch == 0 {

@@ -39,13 +39,30 @@ type Generator struct {
 // Epoch is the first client timestamp of every generator.
 var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// DefaultUsers is the size of the user population events are drawn from.
+const DefaultUsers = 50_000
+
+// NewUsers draws user numbers (1..users) from a Zipf distribution: a few
+// users are very active, most act rarely.
+func NewUsers(r *rand.Rand, users int) *rand.Zipf {
+	if users <= 0 {
+		users = DefaultUsers
+	}
+	return rand.NewZipf(r, 1.1, 1, uint64(max(users, 2))-1)
+}
+
+// UserID and UserIP name user number u (its address is stable).
+func UserID(u uint64) string { return "user-" + strconv.FormatUint(u, 10) }
+func UserIP(u uint64) string { return fmt.Sprintf("10.%d.%d.%d", u%200, (u/200)%250, 1+u%253) }
+
 // NewGenerator returns a generator of events of about size bytes (0: no
-// padding, about 250 bytes).
-func NewGenerator(seed uint64, size int) *Generator {
+// padding, about 300 bytes) whose user actors come from a population of
+// users (0: DefaultUsers).
+func NewGenerator(seed uint64, size, users int) *Generator {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	return &Generator{
 		r:     r,
-		users: rand.NewZipf(r, 1.1, 1, 49_999),
+		users: NewUsers(r, users),
 		res:   rand.NewZipf(r, 1.05, 1, 999_999),
 		size:  size,
 		clock: Epoch,
@@ -127,9 +144,9 @@ func (g *Generator) Next() *pb.Event {
 	switch p := r.IntN(100); {
 	case p < 80:
 		u := g.users.Uint64() + 1
-		actor.Id = "user-" + strconv.FormatUint(u, 10)
+		actor.Id = UserID(u)
 		actor.Type = "user"
-		actor.Ip = fmt.Sprintf("10.%d.%d.%d", u%200, (u/200)%250, 1+u%253)
+		actor.Ip = UserIP(u)
 		actor.Session = "sess_" + g.hex(16)
 		actor.UserAgent = userAgents[u%uint64(len(userAgents))]
 	case p < 95:

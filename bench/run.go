@@ -26,10 +26,11 @@ import (
 )
 
 // poolSize is how many events are generated before the run; clients walk
-// the pool from different offsets. Generating during the run would charge
-// the client's CPU (which shares the machine with an embedded server) and
-// the latency of big batches; a pool of this size keeps neighbouring
-// entries as varied as fresh ones.
+// the pool from different offsets and give each user event a user freshly
+// drawn from the population (so the set of actors keeps growing as it
+// would, which matters to per-subject keys). Generating whole events
+// during the run would charge the client's CPU (which shares the machine
+// with an embedded server) and the latency of big batches.
 const poolSize = 16384
 
 // preloadBatch is the batch size of the preload.
@@ -238,7 +239,7 @@ func (r *runner) setup(ctx context.Context, weights [nKinds]int) (*shared, error
 	rand.Read(id[:])
 	s.runID = "bench-" + hex.EncodeToString(id[:])
 
-	g := NewGenerator(cfg.Seed, cfg.EventSize)
+	g := NewGenerator(cfg.Seed, cfg.EventSize, cfg.Users)
 	s.pool = make([]*pb.Event, poolSize)
 	var bytes int
 	for i := range s.pool {

@@ -15,7 +15,7 @@ import (
 
 func TestGeneratorDeterministicBySeed(t *testing.T) {
 	for _, size := range []int{0, 300, 1000} {
-		a, b, c := NewGenerator(42, size), NewGenerator(42, size), NewGenerator(43, size)
+		a, b, c := NewGenerator(42, size, 0), NewGenerator(42, size, 0), NewGenerator(43, size, 0)
 		same := 0
 		for i := range 2000 {
 			ea, eb, ec := a.Next(), b.Next(), c.Next()
@@ -34,7 +34,7 @@ func TestGeneratorDeterministicBySeed(t *testing.T) {
 
 func TestGeneratorEventsAreValidVariedAndSized(t *testing.T) {
 	for _, size := range []int{0, 300, 1000, 4000} {
-		g := NewGenerator(7, size)
+		g := NewGenerator(7, size, 0)
 		actors, resources, results := map[string]bool{}, map[string]bool{}, map[string]int{}
 		total := 0
 		const n = 5000

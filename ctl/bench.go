@@ -132,6 +132,7 @@ that reproduces it. Live progress goes to stderr when it is a terminal.`,
 	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured warm-up before the measured phase")
 	f.IntVar(&cfg.Preload, "preload", cfg.Preload, "events appended (batches of 1000) before the warm-up")
 	f.IntVar(&cfg.EventSize, "event-size", cfg.EventSize, "encoded size of an event in bytes (0: unpadded, about 300)")
+	f.IntVar(&cfg.Users, "users", 0, "size of the user population actors are drawn from (Zipf; default 50000); each new actor costs the server a data key")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the event generator and of the random reads")
 	f.BoolVar(&cfg.ClientIDs, "client-ids", false, "send event ids (unique per run), as an idempotent client does")
 	f.BoolVar(&cfg.UnsafeNoSync, "unsafe-nosync", false, "embedded servers commit without fsync (reported; for a remote server, say that it runs so)")
