@@ -3,8 +3,10 @@ package feed
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
+	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Record is the JSON form of an entry that every sink sends: the event in
@@ -78,12 +80,144 @@ func NewRecord(it *Item, withLeaf bool) Record {
 	return r
 }
 
-// MarshalRecord is json.Marshal(NewRecord(it, withLeaf)). A Record holds
-// only strings, integers and a string map, so it cannot fail.
+// MarshalRecord returns the JSON of NewRecord(it, withLeaf): the same
+// document json.Marshal gives, written directly (it is the feed's
+// hottest path: every sink encodes every entry).
 func MarshalRecord(it *Item, withLeaf bool) []byte {
-	b, err := json.Marshal(NewRecord(it, withLeaf))
-	if err != nil {
-		panic("feed: marshal record: " + err.Error())
+	e := it.Entry
+	b := make([]byte, 0, 512+len(it.Leaf)*4/3)
+	b = append(b, `{"index":`...)
+	b = strconv.AppendUint(b, it.Index, 10)
+	b = appendField(b, "id", e.ID, false)
+	b = appendField(b, "timestamp", e.Timestamp, true)
+	b = append(b, `,"actor":{`...)
+	b = appendKV(b, "id", e.Actor.ID)
+	b = appendField(b, "type", e.Actor.Type, true)
+	b = appendField(b, "ip", e.Actor.IP, true)
+	b = appendField(b, "session", e.Actor.Session, true)
+	b = appendField(b, "userAgent", e.Actor.UserAgent, true)
+	b = append(b, `},"action":{`...)
+	b = appendKV(b, "type", e.Action.Type)
+	b = appendField(b, "resource", e.Action.Resource, false)
+	b = appendField(b, "resourceId", e.Action.ResourceID, true)
+	b = appendField(b, "result", e.Action.Result, false)
+	if e.Action.Duration != 0 {
+		b = append(b, `,"duration":`...)
+		b = strconv.AppendInt(b, e.Action.Duration, 10)
 	}
-	return b
+	if len(e.Action.Metadata) > 0 {
+		keys := make([]string, 0, len(e.Action.Metadata))
+		for k := range e.Action.Metadata {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, `,"metadata":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendKV(b, k, e.Action.Metadata[k])
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `},"context":{`...)
+	first := len(b)
+	for _, f := range [...]struct{ k, v string }{
+		{"requestId", e.Context.RequestID}, {"environment", e.Context.Environment},
+		{"application", e.Context.Application}, {"version", e.Context.Version},
+	} {
+		if f.v == "" {
+			continue
+		}
+		if len(b) > first {
+			b = append(b, ',')
+		}
+		b = appendKV(b, f.k, f.v)
+	}
+	b = append(b, '}')
+	b = appendField(b, "version", e.Version, true)
+	b = append(b, `,"receivedAt":"`...)
+	b = e.ReceivedTime().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","leafHash":"`...)
+	b = hex.AppendEncode(b, it.LeafHash[:])
+	b = append(b, '"')
+	b = appendField(b, "keyId", e.KeyID, false)
+	b = append(b, `,"signature":"`...)
+	b = hex.AppendEncode(b, e.Signature)
+	b = append(b, '"')
+	if withLeaf {
+		b = append(b, `,"leaf":"`...)
+		b = base64.StdEncoding.AppendEncode(b, it.Leaf)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// appendField appends ,"key":"value" (nothing when omitEmpty and value
+// is empty).
+func appendField(b []byte, key, value string, omitEmpty bool) []byte {
+	if omitEmpty && value == "" {
+		return b
+	}
+	return appendKV(append(b, ','), key, value)
+}
+
+// appendKV appends "key":"value".
+func appendKV(b []byte, key, value string) []byte {
+	b = appendJSONString(b, key)
+	b = append(b, ':')
+	return appendJSONString(b, value)
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// does (HTML characters and U+2028/U+2029 included). s is valid UTF-8:
+// the ledger accepts nothing else.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2028' || r == '\u2029' || r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			if r == utf8.RuneError {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			}
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
