@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -138,3 +141,36 @@ func TestFeedSinksStatus(t *testing.T) {
 		t.Fatalf("status %+v", resp)
 	}
 }
+
+func TestSinksHealthHandler(t *testing.T) {
+	l := feedtest.New(t)
+	l.Append(t, "e", 0, 5, 5)
+	get := func(m *feed.Manager) (int, api.SinkDependencies) {
+		rec := httptest.NewRecorder()
+		api.SinksHealthHandler(m).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/dependencies", nil))
+		var d api.SinkDependencies
+		if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Code, d
+	}
+	if code, d := get(nil); code != http.StatusOK || d.Status != "none" || len(d.Sinks) != 0 {
+		t.Fatalf("no sinks: %d %+v", code, d)
+	}
+	m, err := feed.NewManager(feed.ManagerConfig{Store: l.Store, Committer: l.Ledger.Committer(), LeaderPoll: time.Millisecond,
+		Sinks: []feed.SinkSpec{{Type: "test", Delivery: feed.Delivery{Name: "down", MinBackoff: feed.Duration(time.Millisecond), AlertAfter: feed.Duration(time.Millisecond)}, Sink: failSink{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	feedtest.WaitFor(t, 10*time.Second, func() string { return "no alert" }, func() bool { return !m.Healthy() })
+	code, d := get(m)
+	if code != http.StatusServiceUnavailable || d.Status != "degraded" || len(d.Sinks) != 1 || d.Sinks[0].Status != "alerting" || d.Sinks[0].LagEvents != 5 || d.Sinks[0].LastError == "" {
+		t.Fatalf("alerting sink: %d %+v", code, d)
+	}
+}
+
+type failSink struct{}
+
+func (failSink) Deliver(context.Context, []*feed.Item) error { return errors.New("connection refused") }
+func (failSink) Close() error                                { return nil }
