@@ -114,6 +114,7 @@ func startInProcess(ctx context.Context, cfg *Config, dir string, t *target) err
 	nc.Origin = "bench.local/ledgerd"
 	nc.UnsafeNoSync = cfg.UnsafeNoSync
 	nc.LogLevel = "warn"
+	nc.Security.Banner = io.Discard // the admin token is read from its file
 	n, err := node.Start(ctx, nc, cfg.Logger.With("server", "node1"))
 	if err != nil {
 		return fmt.Errorf("bench: start embedded node: %w", err)

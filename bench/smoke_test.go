@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // smokeConfig is a run of a few seconds at most against an in-process
@@ -158,5 +161,36 @@ func TestSmokeCluster(t *testing.T) {
 	}
 	if !rep.Passed || rep.Errors != 0 || rep.Setup.Nodes != 3 || !rep.Check.Consistent || len(rep.Warnings) > 0 {
 		t.Fatalf("passed %v, errors %v, nodes %d, check %+v, warnings %v", rep.Passed, rep.ErrorsByCode, rep.Setup.Nodes, rep.Check, rep.Warnings)
+	}
+}
+
+// A server the run did not start: addresses, the pinned verifier key and
+// the caller's credentials are given.
+func TestSmokeRemote(t *testing.T) {
+	tgt, err := startTarget(context.Background(), &Config{Embedded: 1, UnsafeNoSync: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.close(context.Background())
+	cfg := smokeConfig(WorkloadMixed)
+	cfg.Mix = "append=1,prove=1"
+	cfg.Embedded = 0
+	cfg.Addrs = tgt.addrs
+	cfg.VerifierKey = tgt.vkey
+	if tgt.token != "" {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithPerRPCCredentials(bearer(tgt.token))}
+	}
+	rep, err := Run(context.Background(), cfg, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed || rep.Errors != 0 || rep.ServerMode != ModeRemote || rep.Check.VerifierKey != "given" || rep.DiskBytes != 0 {
+		t.Fatalf("passed %v, errors %v, mode %s, key %s, disk %d", rep.Passed, rep.ErrorsByCode, rep.ServerMode, rep.Check.VerifierKey, rep.DiskBytes)
+	}
+
+	// A wrong pinned key fails before loading anything.
+	cfg.VerifierKey = "bench.local+00000000+AaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA"
+	if _, err := Run(context.Background(), cfg, &bytes.Buffer{}); err == nil {
+		t.Fatal("a checkpoint signed by another key was accepted")
 	}
 }
