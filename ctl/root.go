@@ -40,6 +40,10 @@ Exit status: 0 success (for verify commands: valid), 1 verification failed,
 	root.AddCommand(newTailCmd(g))
 	root.AddCommand(newSinksCmd(g))
 	root.AddCommand(newClusterCmd(g))
+	root.AddCommand(newTokenCmd(g))
+	root.AddCommand(newWhoamiCmd(g))
+	root.AddCommand(newKeysCmd(g))
+	root.AddCommand(newEraseCmd(g))
 	root.AddCommand(newBenchCmd(g))
 	return root
 }
