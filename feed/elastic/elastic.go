@@ -1,8 +1,9 @@
 // Package elastic is the feed's Elasticsearch / OpenSearch sink: it
-// indexes each entry as one document through the _bulk API, with
-// _id = the ledger index and the "create" action, so a retried batch
-// never duplicates a document (a 409 for an existing _id counts as
-// delivered). Per-item failures are retried item by item: 429 and 5xx
+// indexes each entry as one document through the _bulk API with the
+// "create" action and _id = the ledger index, so a retried batch never
+// duplicates a document (a 409 for an existing _id counts as delivered).
+// Each document is the feed record plus "@timestamp" (the receive time),
+// which data streams require. Per-item failures are retried item by item: 429 and 5xx
 // items later, other 4xx items (a mapping conflict) are rejections that
 // go to the dead-letter file when one is configured.
 //
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/auditledger/ledgerd/feed"
 )
@@ -132,7 +134,12 @@ func (s *Sink) Body(batch []*feed.Item) []byte {
 	for _, it := range batch {
 		a.Create.ID = strconv.FormatUint(it.Index, 10)
 		enc.Encode(&a) // cannot fail: strings only
-		buf.Write(it.JSON(s.cfg.IncludeLeaf))
+		// The record with "@timestamp" (the receive time) first, as data
+		// streams require and Kibana expects.
+		buf.WriteString(`{"@timestamp":"`)
+		buf.WriteString(it.Entry.ReceivedTime().Format(time.RFC3339Nano))
+		buf.WriteString(`",`)
+		buf.Write(it.JSON(s.cfg.IncludeLeaf)[1:])
 		buf.WriteByte('\n')
 	}
 	return buf.Bytes()

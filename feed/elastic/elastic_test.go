@@ -207,6 +207,10 @@ func TestElasticsearchBody(t *testing.T) {
 	if len(lines) != 4 || string(lines[0]) != `{"create":{"_index":"audit","_id":"0"}}` || string(lines[2]) != `{"create":{"_index":"audit","_id":"1"}}` {
 		t.Fatalf("body:\n%s", bytes.Join(lines, []byte("\n")))
 	}
+	var doc map[string]any
+	if err := json.Unmarshal(lines[1], &doc); err != nil || doc["@timestamp"] != doc["receivedAt"] || doc["index"] != 0.0 {
+		t.Fatalf("document %s: %v", lines[1], err)
+	}
 }
 
 func TestElasticsearchConfig(t *testing.T) {

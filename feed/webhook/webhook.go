@@ -11,10 +11,10 @@
 // plus any configured headers. A receiver recomputes the signature over
 // the raw body (Verify does it), rejects timestamps outside its tolerance
 // to stop replays, and deduplicates by record index: a batch is sent
-// again until a 2xx answer arrives. 408, 429 and 5xx answers and
-// network errors are retried; any other answer is a rejection of the
-// whole batch (dead-lettered when a file is configured, else retried
-// with an alert).
+// again until a 2xx answer arrives. A 400 or 422 answer rejects the
+// content of the whole batch (dead-lettered when a file is configured,
+// else retried with an alert); every other answer (auth, 404, 413, 429,
+// 5xx) and network errors are retried.
 //
 // Use: s, err := webhook.New(cfg); hand s to feed.NewManager in a
 // feed.SinkSpec; the Manager calls Deliver and, at the end, Close.
@@ -180,10 +180,14 @@ func (s *Sink) Deliver(ctx context.Context, batch []*feed.Item) error {
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
-	case feed.Retryable(resp.StatusCode):
-		return fmt.Errorf("webhook: %s: %s", resp.Status, feed.Snippet(rb))
-	default:
+	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnprocessableEntity:
+		// The receiver refuses the content itself.
 		return fmt.Errorf("%w: webhook: %s: %s", feed.ErrRejected, resp.Status, feed.Snippet(rb))
+	default:
+		// 408, 429, 5xx, and also 401, 403, 404, 413...: a receiver or
+		// configuration problem that an operator fixes; retry (with an
+		// alert) rather than dead-letter everything meanwhile.
+		return fmt.Errorf("webhook: %s: %s", resp.Status, feed.Snippet(rb))
 	}
 }
 
