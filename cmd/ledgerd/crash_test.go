@@ -81,9 +81,35 @@ func startLedgerd(t *testing.T, bin, dataDir, addr string) *proc {
 	return p
 }
 
-func dial(t *testing.T, addr string) pb.LedgerClient {
+// bearer sends a token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// adminToken waits for the token ledgerd writes on its first start.
+func adminToken(t *testing.T, dataDir string) string {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	path := filepath.Join(dataDir, "admin.token")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return string(bytes.TrimSpace(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin token in %s: %v", path, err)
+		}
+	}
+}
+
+// dial connects to the ledgerd serving dataDir, as its admin, once it
+// answers.
+func dial(t *testing.T, addr, dataDir string) pb.LedgerClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer(adminToken(t, dataDir))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +150,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	dataDir := filepath.Join(tmp, "data")
 	addr := freeAddr(t)
 	p := startLedgerd(t, bin, dataDir, addr)
-	c := dial(t, addr)
+	c := dial(t, addr, dataDir)
 
 	ctx, stop := context.WithCancel(context.Background())
 	var (
@@ -184,7 +210,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	t.Logf("%d events acknowledged, %d checkpoints seen before kill -9", len(history), len(checkpoints))
 
 	startLedgerd(t, bin, dataDir, addr)
-	c = dial(t, addr)
+	c = dial(t, addr, dataDir)
 	bg := context.Background()
 	gc, err := c.GetCheckpoint(bg, &pb.GetCheckpointRequest{})
 	if err != nil {

@@ -24,7 +24,7 @@ func TestSIGTERMFinishesInFlightAppends(t *testing.T) {
 	dataDir := filepath.Join(tmp, "data")
 	addr := freeAddr(t)
 	p := startLedgerd(t, bin, dataDir, addr)
-	c := dial(t, addr)
+	c := dial(t, addr, dataDir)
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -65,7 +65,7 @@ func TestSIGTERMFinishesInFlightAppends(t *testing.T) {
 		t.Fatalf("ledgerd did not exit cleanly on SIGTERM: %v\n%s", err, p.log)
 	}
 	startLedgerd(t, bin, dataDir, addr)
-	c = dial(t, addr)
+	c = dial(t, addr, dataDir)
 	for id, idx := range acked {
 		r, err := c.GetEntry(context.Background(), &pb.GetEntryRequest{Key: &pb.GetEntryRequest_Id{Id: id}})
 		if err != nil || r.Entry.Index != idx {
