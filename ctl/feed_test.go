@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -70,7 +72,7 @@ func TestTailFollow(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"--addr", tn.n.GRPCAddr(), "tail", "--follow", "--proof"}, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+		done <- run(ctx, []string{"--addr", tn.n.GRPCAddr(), "--token", tn.token, "tail", "--follow", "--proof"}, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 	}()
 	tn.mustCtl(ndjson("g", 4), "append")
 	deadline := time.Now().Add(30 * time.Second)
@@ -117,13 +119,21 @@ func TestSinksStatus(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.Origin = "test.example/ledger"
+	cfg.Security.Banner = io.Discard
 	cfg.Sinks.Webhook = []webhook.Config{{Delivery: feed.Delivery{Name: "hook"}, URL: srv.URL, Secret: feed.Secret{Env: "CTL_TEST_HOOK_SECRET"}}}
 	n, err := node.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close(context.Background())
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, node.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := n.GRPCAddr()
+	runCtl := func(stdin string, args ...string) result {
+		return runCtl(stdin, append([]string{"--token", strings.TrimSpace(string(tok))}, args...)...)
+	}
 	if r := runCtl(ndjson("s", 20), "--addr", addr, "append"); r.code != 0 {
 		t.Fatal(r)
 	}
