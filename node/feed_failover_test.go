@@ -29,6 +29,7 @@ func startFeedClusterNode(t *testing.T, id, join string, brokers []string) *node
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Origin = "test.example/feed-cluster"
+	cfg.Security.Banner = io.Discard
 	cfg.Cluster = node.ClusterConfig{
 		NodeID: id, RaftAddr: "127.0.0.1:0", Bootstrap: join == "", Join: join,
 		HeartbeatTimeout: node.Duration(200 * time.Millisecond), ElectionTimeout: node.Duration(200 * time.Millisecond),
