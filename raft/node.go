@@ -65,6 +65,12 @@ type Config struct {
 	// readable (and are sent instead of the snapshot) until their segment
 	// is dropped; tests make it small to force snapshot catch-up.
 	WALSegmentSize int
+	// logStore replaces both (the log store comparison benchmark).
+	logStore interface {
+		hraft.LogStore
+		hraft.StableStore
+		io.Closer
+	}
 
 	// Raft timing; zero values take hashicorp/raft's defaults.
 	HeartbeatTimeout   time.Duration
@@ -180,8 +186,11 @@ func Open(cfg Config) (_ *Node, err error) {
 	}
 
 	// Log and stable store.
-	switch cfg.LogStore {
-	case "", "wal":
+	switch {
+	case cfg.logStore != nil:
+		n.logs, n.stable = cfg.logStore, cfg.logStore
+		n.closers = append(n.closers, cfg.logStore)
+	case cfg.LogStore == "" || cfg.LogStore == "wal":
 		dir := filepath.Join(cfg.Dir, "wal")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("raft: %w", err)
@@ -196,7 +205,7 @@ func Open(cfg Config) (_ *Node, err error) {
 		}
 		n.logs, n.stable = w, w
 		n.closers = append(n.closers, w)
-	case "bolt":
+	case cfg.LogStore == "bolt":
 		b, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
 		if err != nil {
 			return nil, fmt.Errorf("raft: open log: %w", err)
