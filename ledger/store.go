@@ -50,6 +50,13 @@ type KVWriter interface {
 // deterministic: same inputs, same writes, on every node.
 type ApplyHook func(w KVWriter, index uint64, leaf []byte) error
 
+// BatchHook is called inside Apply once per batch, after the ApplyHooks
+// of its entries, with the same batch. A hook that gathers its rows can
+// write them here in key order: Pebble inserts ascending keys into its
+// memtable several times faster than scattered ones. Same determinism
+// rule as ApplyHook.
+type BatchHook func(w KVWriter) error
+
 // StoreOptions configure a Store.
 type StoreOptions struct {
 	// NoSync commits without fsync. Only safe when another durable log
@@ -57,6 +64,8 @@ type StoreOptions struct {
 	NoSync bool
 	// Hooks run inside Apply; see ApplyHook.
 	Hooks []ApplyHook
+	// BatchHooks run inside Apply after the Hooks; see BatchHook.
+	BatchHooks []BatchHook
 	// TileCacheSize is the number of full tiles whose inner nodes are kept
 	// in memory for proofs. Default 2048 (about 32 MiB).
 	TileCacheSize int
@@ -75,6 +84,7 @@ type Store struct {
 	fs     vfs.FS
 	sync   *pebble.WriteOptions
 	hooks  []ApplyHook
+	bhooks []BatchHook
 	tiles  *tileCache
 	state  atomic.Pointer[TreeState]
 	failed atomic.Pointer[error]
@@ -121,6 +131,7 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		fs:      po.FS,
 		sync:    pebble.Sync,
 		hooks:   opts.Hooks,
+		bhooks:  opts.BatchHooks,
 		tiles:   newTileCache(opts.TileCacheSize),
 		changed: make(chan struct{}),
 	}
@@ -427,6 +438,12 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 				b.Close()
 				return nil, nil, s.poison(fmt.Errorf("ledger: apply hook at index %d: %w", r.Index, err))
 			}
+		}
+	}
+	for _, h := range s.bhooks {
+		if err := h(batchWriter{b}); err != nil {
+			b.Close()
+			return nil, nil, s.poison(fmt.Errorf("ledger: batch hook of batch %d: %w", seq, err))
 		}
 	}
 	size := s.rng.Size()
