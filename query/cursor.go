@@ -14,21 +14,17 @@ import (
 // under a key derived from the cluster's shared HMAC key, so that every
 // node accepts every other node's cursors and nobody can forge one.
 //
-//	payload = version:1 | flags:1 | filter hash:8 | page:4 | position
+//	payload = version:1 | flags:1 | filter hash:8 | page:4 | last index:8
 //	cursor  = base64url(payload | tag:16)
-//
-// The position is the last index returned (8 bytes) or, in event-time
-// order, the last q/s key suffix (seconds:8 nanos:4 index:8).
 const (
 	cursorVersion = 1
 	cursorTagLen  = 16
 	flagDesc      = 1 << 0
-	flagByTime    = 1 << 1
 )
 
 type cursor struct {
-	desc, byTime bool
-	filterHash   uint64
+	desc       bool
+	filterHash uint64
 	page         uint32
 	pos          []byte
 }
@@ -45,9 +41,6 @@ func (e *Engine) sealCursor(c cursor) string {
 	b = append(b, cursorVersion, 0)
 	if c.desc {
 		b[1] |= flagDesc
-	}
-	if c.byTime {
-		b[1] |= flagByTime
 	}
 	b = binary.BigEndian.AppendUint64(b, c.filterHash)
 	b = binary.BigEndian.AppendUint32(b, c.page)
@@ -73,16 +66,11 @@ func (e *Engine) openCursor(s string) (cursor, error) {
 	}
 	c := cursor{
 		desc:       body[1]&flagDesc != 0,
-		byTime:     body[1]&flagByTime != 0,
 		filterHash: binary.BigEndian.Uint64(body[2:]),
 		page:       binary.BigEndian.Uint32(body[10:]),
 		pos:        body[14:],
 	}
-	want := 8
-	if c.byTime {
-		want = timestampKeyLen - 4
-	}
-	if len(c.pos) != want {
+	if len(c.pos) != 8 {
 		return cursor{}, errCursor
 	}
 	return c, nil

@@ -115,15 +115,6 @@ type Page struct {
 	TreeSize uint64
 }
 
-// Order of results.
-//
-// With at least one field filter, or none at all, results come in index
-// (commit) order, descending when asked. A query whose only filter is an
-// event-timestamp range (with or without a receive-time range) is read
-// from the timestamp table and comes in event-time order, ties in index
-// order: clients' clocks are not the log's order, and reading it in
-// index order would mean reading every entry.
-
 // countBudget bounds the candidates the total count examines.
 const countBudget = 10000
 
@@ -192,7 +183,7 @@ func (e *Engine) Query(ctx context.Context, req Request) (*Page, error) {
 		return nil, err
 	}
 	if page.HasMore {
-		page.NextCursor = e.sealCursor(cursor{desc: req.Descending, byTime: x.p.driver == driverTimestamp,
+		page.NextCursor = e.sealCursor(cursor{desc: req.Descending, 
 			filterHash: x.fh, page: uint32(page.Page + 1), pos: lastPos})
 	}
 	if !req.SkipTotal {
@@ -237,7 +228,7 @@ func (e *Engine) Stream(ctx context.Context, req Request, fn func(Row) error) (s
 	if x.cur != nil {
 		pg = x.cur.page
 	}
-	return e.sealCursor(cursor{desc: req.Descending, byTime: x.p.driver == driverTimestamp, filterHash: x.fh, page: pg + 1, pos: lastPos}), err
+	return e.sealCursor(cursor{desc: req.Descending, filterHash: x.fh, page: pg + 1, pos: lastPos}), err
 }
 
 // execution is one prepared query.
@@ -270,9 +261,6 @@ func (e *Engine) prepare(ctx context.Context, req *Request) (*execution, error) 
 	if err != nil {
 		return nil, err
 	}
-	if x.cur != nil && x.cur.byTime != (p.driver == driverTimestamp) {
-		return nil, errCursor
-	}
 	x.p = p
 	return x, ctx.Err()
 }
@@ -281,21 +269,28 @@ func (x *execution) finish(m *metrics, op string) {
 	m.observe(op, x.p.driver, time.Since(x.start), x.scanned)
 }
 
-// Drivers: what produces the candidate indices.
+// Drivers: what produces the candidate indices (for metrics).
 const (
-	driverPostings  = iota // leapfrog join of posting lists, index order
-	driverTimestamp        // the event-timestamp table, event-time order
-	driverScan             // every index of the receive-time span
+	driverPostings = iota // posting lists (and zones), joined
+	driverZones           // the event-timestamp zone map alone
+	driverScan            // every index of the receive-time span
 )
 
-var driverNames = [...]string{"postings", "timestamp", "scan"}
+var driverNames = [...]string{"postings", "zones", "scan"}
+
+// term is one field filter: the chunks' key prefix, and for a bucketed
+// field the value the bucket's entries must have.
+type term struct {
+	prefix []byte
+	match  []byte
+}
 
 // plan is a filter resolved against one committed size.
 type plan struct {
 	size   uint64
 	desc   bool
 	driver int
-	terms  [][]byte // posting prefixes, one per field filter
+	terms  []term // one per field filter
 	sp     span
 
 	hasRecv                bool
@@ -304,15 +299,6 @@ type plan struct {
 	tsFrom, tsTo           tsVal
 	hasTSFrom, hasTSTo     bool
 	hasRecvFrom, hasRecvTo bool
-}
-
-type tsVal struct {
-	sec  int64
-	nsec int32
-}
-
-func (a tsVal) less(b tsVal) bool {
-	return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec)
 }
 
 func tsOf(t time.Time) tsVal { return tsVal{t.Unix(), int32(t.Nanosecond())} }
@@ -332,7 +318,11 @@ func newPlan(db *pebble.DB, f *Filter, desc bool, size uint64) (*plan, error) {
 	p := &plan{size: size, desc: desc}
 	for fld, v := range f.values() {
 		if v != "" {
-			p.terms = append(p.terms, postingPrefix(Field(fld), v))
+			t := term{prefix: postingPrefix(Field(fld), v)}
+			if bucketed(Field(fld)) {
+				t.match = []byte(v)
+			}
+			p.terms = append(p.terms, t)
 		}
 	}
 	p.hasRecvFrom, p.hasRecvTo = !f.ReceivedFrom.IsZero(), !f.ReceivedTo.IsZero()
@@ -368,7 +358,7 @@ func newPlan(db *pebble.DB, f *Filter, desc bool, size uint64) (*plan, error) {
 	case len(p.terms) > 0:
 		p.driver = driverPostings
 	case p.hasTS:
-		p.driver = driverTimestamp
+		p.driver = driverZones
 	default:
 		p.driver = driverScan
 	}
@@ -387,7 +377,7 @@ func (p *plan) accept(index uint64, leaf []byte) (bool, error) {
 			return false, nil
 		}
 	}
-	if p.hasTS && p.driver != driverTimestamp {
+	if p.hasTS {
 		ts, err := leafTimestamp(leaf)
 		if err != nil || len(ts) == 0 {
 			return false, nil
@@ -406,7 +396,7 @@ func (p *plan) accept(index uint64, leaf []byte) (bool, error) {
 
 // needsLeaf reports whether accept must see the leaf of index.
 func (p *plan) needsLeaf(index uint64) bool {
-	return (p.hasRecv && (index < p.sp.clo || index >= p.sp.chi)) || (p.hasTS && p.driver != driverTimestamp)
+	return (p.hasRecv && (index < p.sp.clo || index >= p.sp.chi)) || p.hasTS
 }
 
 // run feeds matching rows to emit, in order, resuming after the cursor,
@@ -516,7 +506,7 @@ func (x *execution) count(ctx context.Context) (uint64, bool, error) {
 			return n, false, nil
 		}
 		if seen >= countBudget {
-			return estimate(x.db, &cp, s, n), true, nil
+			return estimate(&cp, s, n), true, nil
 		}
 		if !cp.needsLeaf(idx) {
 			n++
@@ -538,20 +528,12 @@ func (x *execution) count(ctx context.Context) (uint64, bool, error) {
 	}
 }
 
-// estimate extrapolates n matches over the part of the candidate space
+// estimate extrapolates n matches over the part of the candidate range
 // the stream has covered.
-func estimate(db *pebble.DB, p *plan, s stream, n uint64) uint64 {
-	frac := 1.0
-	switch st := s.(type) {
-	case *joinStream:
-		if span := p.sp.hi - p.sp.lo; span > 0 {
-			frac = float64(st.last-p.sp.lo+1) / float64(span)
-		}
-	case *tsStream:
-		frac = st.fraction(db, p)
-	}
-	if frac <= 0 || frac > 1 {
+func estimate(p *plan, s *stream, n uint64) uint64 {
+	span := p.sp.hi - p.sp.lo
+	if span == 0 || s.last < p.sp.lo {
 		return n
 	}
-	return uint64(float64(n) / frac)
+	return uint64(float64(n) * float64(span) / float64(s.last-p.sp.lo+1))
 }

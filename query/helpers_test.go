@@ -2,8 +2,11 @@ package query
 
 import (
 	"context"
+	"crypto/rand"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/auditledger/ledgerd/ledger"
 )
@@ -28,7 +31,7 @@ func openTestStore(t testing.TB, dir string) *testStore {
 func (ts *testStore) open() {
 	ts.t.Helper()
 	ts.index = NewIndex()
-	st, err := ledger.OpenStore(ts.dir, ledger.StoreOptions{NoSync: true, Hooks: []ledger.ApplyHook{ts.index.Hook()}})
+	st, err := ledger.OpenStore(ts.dir, ts.storeOptions())
 	if err != nil {
 		ts.t.Fatal(err)
 	}
@@ -39,6 +42,12 @@ func (ts *testStore) open() {
 	if ts.eng, err = NewEngine(EngineOptions{Store: st, CursorKey: []byte("test cursor key material")}); err != nil {
 		ts.t.Fatal(err)
 	}
+}
+
+func (ts *testStore) storeOptions() ledger.StoreOptions {
+	o := ledger.StoreOptions{NoSync: true}
+	ts.index.Install(&o)
+	return o
 }
 
 func (ts *testStore) close() {
@@ -102,4 +111,17 @@ func (ts *testStore) all(req Request) []uint64 {
 	}
 	ts.t.Fatal("too many pages")
 	return nil
+}
+
+func testSigner(t testing.TB) (note.Signer, string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "test.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, vkey
 }

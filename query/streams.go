@@ -11,134 +11,22 @@ import (
 	"github.com/auditledger/ledgerd/ledger"
 )
 
-// stream produces candidate indices in the plan's order.
-type stream interface {
-	// next returns the next candidate; ok is false at the end.
-	next() (index uint64, ok bool, err error)
-	// pos is the cursor position of the last candidate returned.
-	pos() []byte
+// source is an index-ordered set of candidate indices.
+type source interface {
+	// seekGE returns the least member >= t, seekLE the greatest <= t;
+	// ok is false when there is none. Calls may go in either direction
+	// but a stream only ever moves one way.
+	seekGE(t uint64) (i uint64, ok bool, err error)
+	seekLE(t uint64) (i uint64, ok bool, err error)
 	close()
 }
 
-// open starts the plan's candidate stream after resume (a cursor
-// position; nil from the start). scanned counts the rows it touches.
-func (p *plan) open(ctx context.Context, db *pebble.DB, resume []byte, scanned *int64) (stream, error) {
-	lo, hi := p.sp.lo, p.sp.hi // candidates lo <= i < hi
-	if resume != nil && p.driver != driverTimestamp {
-		last := binary.BigEndian.Uint64(resume)
-		if p.desc {
-			hi = min(hi, last)
-		} else {
-			lo = max(lo, last+1)
-			if last == ^uint64(0) {
-				lo = hi
-			}
-		}
-	}
-	switch p.driver {
-	case driverPostings:
-		j := &joinStream{desc: p.desc, scanned: scanned, done: lo >= hi}
-		if j.done {
-			return j, nil
-		}
-		j.target = lo
-		if p.desc {
-			j.target = hi - 1
-		}
-		for _, prefix := range p.terms {
-			ps, err := openPosting(ctx, db, prefix, lo, hi)
-			if err != nil {
-				j.close()
-				return nil, err
-			}
-			j.srcs = append(j.srcs, ps)
-		}
-		return j, nil
-	case driverScan:
-		s := &scanStream{desc: p.desc, lo: lo, hi: hi, next_: lo}
-		if p.desc {
-			s.next_ = hi - 1
-		}
-		return s, nil
-	default:
-		return openTSStream(ctx, db, p, resume, scanned)
-	}
-}
-
-// posting iterates one posting list within an index range.
-type posting struct {
-	it     *pebble.Iterator
-	prefix int // length of the value prefix in keys
-	key    []byte
-	cur    uint64
-	valid  bool
-}
-
-func openPosting(ctx context.Context, db *pebble.DB, prefix []byte, lo, hi uint64) (*posting, error) {
-	lower := binary.BigEndian.AppendUint64(bytes.Clone(prefix), lo)
-	upper := binary.BigEndian.AppendUint64(bytes.Clone(prefix), hi)
-	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("query: open posting list: %w", err)
-	}
-	return &posting{it: it, prefix: len(prefix), key: bytes.Clone(prefix)}, nil
-}
-
-func (p *posting) load(ok bool) (uint64, bool, error) {
-	if !ok {
-		p.valid = false
-		return 0, false, p.it.Error()
-	}
-	k := p.it.Key()
-	if len(k) != p.prefix+8 {
-		p.valid = false
-		return 0, false, fmt.Errorf("%w: query: posting key %q", ledger.ErrCorrupt, k)
-	}
-	p.cur, p.valid = binary.BigEndian.Uint64(k[p.prefix:]), true
-	return p.cur, true, nil
-}
-
-func (p *posting) seekKey(i uint64) []byte {
-	p.key = binary.BigEndian.AppendUint64(p.key[:p.prefix], i)
-	return p.key
-}
-
-// seekGE positions at the first index >= t.
-func (p *posting) seekGE(t uint64) (uint64, bool, error) {
-	if p.valid {
-		if p.cur >= t {
-			return p.cur, true, nil
-		}
-		// The next posting is often the target: step before seeking.
-		if i, ok, err := p.load(p.it.Next()); err != nil || !ok || i >= t {
-			return i, ok, err
-		}
-	}
-	return p.load(p.it.SeekGE(p.seekKey(t)))
-}
-
-// seekLE positions at the last index <= t.
-func (p *posting) seekLE(t uint64) (uint64, bool, error) {
-	if p.valid {
-		if p.cur <= t {
-			return p.cur, true, nil
-		}
-		if i, ok, err := p.load(p.it.Prev()); err != nil || !ok || i <= t {
-			return i, ok, err
-		}
-	}
-	if t == ^uint64(0) {
-		return p.load(p.it.Last())
-	}
-	return p.load(p.it.SeekLT(p.seekKey(t + 1)))
-}
-
-// joinStream is a leapfrog join of posting lists: each list seeks to the
-// largest (smallest, descending) candidate any list has reached, until
-// all agree. It reads about as many postings as the rarest list has,
-// times the number of lists, whatever the sizes of the others.
-type joinStream struct {
-	srcs    []*posting
+// stream is a leapfrog join of sources within [lo, hi): each source
+// seeks to the largest (smallest, descending) candidate any has reached,
+// until all agree. It reads about as many rows as the rarest source has,
+// times the number of sources, whatever the sizes of the others.
+type stream struct {
+	srcs    []source
 	desc    bool
 	target  uint64
 	last    uint64
@@ -146,23 +34,67 @@ type joinStream struct {
 	scanned *int64
 }
 
-func (j *joinStream) next() (uint64, bool, error) {
-	if j.done {
+// open starts the plan's candidate stream after resume (the last index
+// returned by a previous page; nil from the start).
+func (p *plan) open(ctx context.Context, db *pebble.DB, resume []byte, scanned *int64) (*stream, error) {
+	lo, hi := p.sp.lo, p.sp.hi
+	if resume != nil {
+		last := binary.BigEndian.Uint64(resume)
+		if p.desc {
+			hi = min(hi, last)
+		} else if last == ^uint64(0) {
+			lo = hi
+		} else {
+			lo = max(lo, last+1)
+		}
+	}
+	s := &stream{desc: p.desc, scanned: scanned, done: lo >= hi}
+	if s.done {
+		return s, nil
+	}
+	s.target = lo
+	if p.desc {
+		s.target = hi - 1
+	}
+	for _, t := range p.terms {
+		ps, err := openPosting(ctx, db, t, lo, hi)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.srcs = append(s.srcs, ps)
+	}
+	if p.hasTS {
+		zs, err := openZones(ctx, db, p, lo, hi)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.srcs = append(s.srcs, zs)
+	}
+	if len(s.srcs) == 0 {
+		s.srcs = append(s.srcs, dense{lo, hi})
+	}
+	return s, nil
+}
+
+func (s *stream) next() (uint64, bool, error) {
+	if s.done {
 		return 0, false, nil
 	}
-	t := j.target
-	for agree, i := 0, 0; agree < len(j.srcs); i = (i + 1) % len(j.srcs) {
+	t := s.target
+	for agree, i := 0, 0; agree < len(s.srcs); i = (i + 1) % len(s.srcs) {
 		var x uint64
 		var ok bool
 		var err error
-		if j.desc {
-			x, ok, err = j.srcs[i].seekLE(t)
+		if s.desc {
+			x, ok, err = s.srcs[i].seekLE(t)
 		} else {
-			x, ok, err = j.srcs[i].seekGE(t)
+			x, ok, err = s.srcs[i].seekGE(t)
 		}
-		*j.scanned++
+		*s.scanned++
 		if err != nil || !ok {
-			j.done = true
+			s.done = true
 			return 0, false, err
 		}
 		if x == t {
@@ -171,148 +103,346 @@ func (j *joinStream) next() (uint64, bool, error) {
 			t, agree = x, 1
 		}
 	}
-	j.last = t
-	if j.desc {
-		j.done = t == 0
-		j.target = t - 1
+	s.last = t
+	if s.desc {
+		s.done = t == 0
+		s.target = t - 1
 	} else {
-		j.done = t == ^uint64(0)
-		j.target = t + 1
+		s.done = t == ^uint64(0)
+		s.target = t + 1
 	}
 	return t, true, nil
 }
 
-func (j *joinStream) pos() []byte { return binary.BigEndian.AppendUint64(nil, j.last) }
+// pos is the cursor position of the last candidate returned.
+func (s *stream) pos() []byte { return binary.BigEndian.AppendUint64(nil, s.last) }
 
-func (j *joinStream) close() {
-	for _, s := range j.srcs {
-		s.it.Close()
+func (s *stream) close() {
+	for _, src := range s.srcs {
+		src.close()
 	}
 }
 
-// scanStream yields every index of a range.
-type scanStream struct {
-	desc   bool
-	lo, hi uint64
-	next_  uint64
-	last   uint64
+// dense is every index of [lo, hi).
+type dense struct{ lo, hi uint64 }
+
+func (d dense) seekGE(t uint64) (uint64, bool, error) {
+	t = max(t, d.lo)
+	return t, t < d.hi, nil
 }
 
-func (s *scanStream) next() (uint64, bool, error) {
-	if s.lo >= s.hi || s.next_ < s.lo || s.next_ >= s.hi {
+func (d dense) seekLE(t uint64) (uint64, bool, error) {
+	if d.hi == 0 {
 		return 0, false, nil
 	}
-	s.last = s.next_
-	if s.desc {
-		if s.next_ == 0 {
-			s.hi = 0
-		}
-		s.next_--
-	} else {
-		s.next_++
-	}
-	return s.last, true, nil
+	t = min(t, d.hi-1)
+	return t, t >= d.lo, nil
 }
 
-func (s *scanStream) pos() []byte { return binary.BigEndian.AppendUint64(nil, s.last) }
-func (s *scanStream) close()      {}
+func (dense) close() {}
 
-// tsStream reads the event-timestamp table in time order.
-type tsStream struct {
-	it      *pebble.Iterator
-	desc    bool
-	started bool
-	lo, hi  uint64
-	last    []byte
-	scanned *int64
+// posting reads one value's chunks within [lo, hi): its posting list, or
+// its bucket's chunks filtered to the value (which may leave a chunk
+// empty; navigation skips those).
+type posting struct {
+	it     *pebble.Iterator
+	prefix int
+	key    []byte
+	match  []byte // bucketed: the value entries must have; nil otherwise
+	lo, hi uint64
+	// The chunk the iterator is at, decoded; at is the position in it.
+	chunk []uint64
+	at    int
+	valid bool
 }
 
-func openTSStream(ctx context.Context, db *pebble.DB, p *plan, resume []byte, scanned *int64) (*tsStream, error) {
-	lower := appendTimestampKey(nil, p.tsFrom.sec, p.tsFrom.nsec, 0)
-	upper := appendTimestampKey(nil, p.tsTo.sec, p.tsTo.nsec, 0)
-	if !p.hasTSFrom {
-		lower = tablePrefix(tagTimestamp)
-	}
-	if !p.hasTSTo {
-		upper = prefixEnd(tablePrefix(tagTimestamp))
-	}
-	if resume != nil {
-		k := append(tablePrefix(tagTimestamp), resume...)
-		if p.desc {
-			if bytes.Compare(k, upper) < 0 {
-				upper = k
-			}
-		} else if k = append(k, 0); bytes.Compare(k, lower) > 0 {
-			lower = k
-		}
-	}
-	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+func openPosting(ctx context.Context, db *pebble.DB, t term, lo, hi uint64) (*posting, error) {
+	// Chunks starting before lo may reach into the range; none starting
+	// at or after hi can.
+	upper := binary.BigEndian.AppendUint64(bytes.Clone(t.prefix), hi)
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: t.prefix, UpperBound: upper})
 	if err != nil {
-		return nil, fmt.Errorf("query: open timestamp table: %w", err)
+		return nil, fmt.Errorf("query: open posting list: %w", err)
 	}
-	return &tsStream{it: it, desc: p.desc, lo: p.sp.lo, hi: p.sp.hi, scanned: scanned}, nil
+	return &posting{it: it, prefix: len(t.prefix), key: bytes.Clone(t.prefix), match: t.match, lo: lo, hi: hi}, nil
 }
 
-func (s *tsStream) next() (uint64, bool, error) {
-	for {
+// load decodes the chunk at the iterator.
+func (p *posting) load(ok bool) error {
+	p.valid = false
+	if !ok {
+		return p.it.Error()
+	}
+	k := p.it.Key()
+	if len(k) != p.prefix+8 {
+		return fmt.Errorf("%w: query: posting key %q", ledger.ErrCorrupt, k)
+	}
+	v, err := p.it.ValueAndErr()
+	if err != nil {
+		return fmt.Errorf("query: read posting chunk: %w", err)
+	}
+	i := binary.BigEndian.Uint64(k[p.prefix:])
+	if p.match != nil {
+		return p.loadBucket(k, i, v)
+	}
+	p.chunk = append(p.chunk[:0], i)
+	for len(v) > 0 {
+		d, n := binary.Uvarint(v)
+		if n <= 0 || d == 0 || i+d < i {
+			return fmt.Errorf("%w: query: posting chunk %q", ledger.ErrCorrupt, k)
+		}
+		i += d
+		v = v[n:]
+		p.chunk = append(p.chunk, i)
+	}
+	p.valid = true
+	return nil
+}
+
+// loadBucket decodes a bucket chunk, keeping the entries of p.match.
+func (p *posting) loadBucket(k []byte, i uint64, v []byte) error {
+	p.chunk = p.chunk[:0]
+	for first := true; len(v) > 0; first = false {
+		d, n := binary.Uvarint(v)
+		if n <= 0 || (d == 0) != first || i+d < i {
+			return fmt.Errorf("%w: query: bucket chunk %x", ledger.ErrCorrupt, k)
+		}
+		i += d
+		v = v[n:]
+		l, n := binary.Uvarint(v)
+		if n <= 0 || l > uint64(len(v)-n) {
+			return fmt.Errorf("%w: query: bucket chunk %x", ledger.ErrCorrupt, k)
+		}
+		if bytes.Equal(v[n:n+int(l)], p.match) {
+			p.chunk = append(p.chunk, i)
+		}
+		v = v[n+int(l):]
+	}
+	p.valid = true
+	return nil
+}
+
+// skipEmpty moves on (forward or back) past chunks with no entry.
+func (p *posting) skipEmpty(forward bool) error {
+	for p.valid && len(p.chunk) == 0 {
 		var ok bool
-		switch {
-		case !s.started && s.desc:
-			ok = s.it.Last()
-		case !s.started:
-			ok = s.it.First()
-		case s.desc:
-			ok = s.it.Prev()
-		default:
-			ok = s.it.Next()
+		if forward {
+			ok = p.it.Next()
+		} else {
+			ok = p.it.Prev()
 		}
-		s.started = true
-		if !ok {
-			return 0, false, s.it.Error()
+		if err := p.load(ok); err != nil {
+			return err
 		}
-		*s.scanned++
-		k := s.it.Key()
-		if len(k) != timestampKeyLen {
-			return 0, false, fmt.Errorf("%w: query: timestamp key %x", ledger.ErrCorrupt, k)
-		}
-		idx := binary.BigEndian.Uint64(k[timestampKeyLen-8:])
-		if idx < s.lo || idx >= s.hi {
-			continue // outside the receive-time span or not committed yet
-		}
-		s.last = append(s.last[:0], k[4:]...)
-		return idx, true, nil
 	}
+	return nil
 }
 
-func (s *tsStream) pos() []byte { return bytes.Clone(s.last) }
-func (s *tsStream) close()      { s.it.Close() }
-
-// fraction is how far through the plan's timestamp range the stream is
-// (ascending), for estimates.
-func (s *tsStream) fraction(db *pebble.DB, p *plan) float64 {
-	if len(s.last) != timestampKeyLen-4 {
-		return 0
-	}
-	at := unflip(binary.BigEndian.Uint64(s.last))
-	from, to := p.tsFrom.sec, p.tsTo.sec
-	if !p.hasTSFrom || !p.hasTSTo {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: tablePrefix(tagTimestamp), UpperBound: prefixEnd(tablePrefix(tagTimestamp))})
-		if err != nil {
-			return 0
-		}
-		defer it.Close()
-		if !p.hasTSFrom && it.First() {
-			from = unflip(binary.BigEndian.Uint64(it.Key()[4:]))
-		}
-		if !p.hasTSTo && it.Last() {
-			to = unflip(binary.BigEndian.Uint64(it.Key()[4:])) + 1
-		}
-	}
-	if to <= from {
-		return 0
-	}
-	return float64(at-from+1) / float64(to-from)
+func (p *posting) seekKey(i uint64) []byte {
+	p.key = binary.BigEndian.AppendUint64(p.key[:p.prefix], i)
+	return p.key
 }
+
+func (p *posting) last() uint64 { return p.chunk[len(p.chunk)-1] }
+
+// seekGE: the chunk holding the answer is the first whose last index is
+// >= t. Streams move one way, so it is usually the current chunk or the
+// next one; otherwise one seek finds it.
+func (p *posting) seekGE(t uint64) (uint64, bool, error) {
+	t = max(t, p.lo)
+	if !p.valid || len(p.chunk) == 0 || p.last() < t {
+		if err := p.chunkGE(t); err != nil || !p.valid {
+			return 0, false, err
+		}
+		p.at = 0
+	}
+	for p.at > 0 && p.chunk[p.at-1] >= t {
+		p.at--
+	}
+	for p.chunk[p.at] < t {
+		p.at++
+	}
+	i := p.chunk[p.at]
+	return i, i < p.hi, nil
+}
+
+// chunkGE positions at the first non-empty chunk whose last index is
+// >= t (valid is false when there is none).
+func (p *posting) chunkGE(t uint64) error {
+	if p.valid {
+		if err := p.load(p.it.Next()); err != nil {
+			return err
+		}
+		if err := p.skipEmpty(true); err != nil || !p.valid || p.last() >= t {
+			return err
+		}
+	}
+	var ok bool
+	if t == ^uint64(0) {
+		ok = p.it.Last()
+	} else {
+		ok = p.it.SeekLT(p.seekKey(t + 1)) // the last chunk starting at or before t
+	}
+	if !ok {
+		if err := p.it.Error(); err != nil {
+			return err
+		}
+		ok = p.it.First() // every chunk starts after t
+	} else {
+		if err := p.load(true); err != nil || (len(p.chunk) > 0 && p.last() >= t) {
+			return err
+		}
+		ok = p.it.Next() // later chunks start after t
+	}
+	if err := p.load(ok); err != nil {
+		return err
+	}
+	return p.skipEmpty(true)
+}
+
+// seekLE mirrors seekGE.
+func (p *posting) seekLE(t uint64) (uint64, bool, error) {
+	if t >= p.hi {
+		if p.hi == 0 {
+			return 0, false, nil
+		}
+		t = p.hi - 1
+	}
+	if !p.valid || len(p.chunk) == 0 || p.chunk[0] > t {
+		if err := p.chunkLE(t); err != nil || !p.valid {
+			return 0, false, err
+		}
+		p.at = len(p.chunk) - 1
+	}
+	for p.at < len(p.chunk)-1 && p.chunk[p.at+1] <= t {
+		p.at++
+	}
+	for p.chunk[p.at] > t {
+		p.at--
+	}
+	i := p.chunk[p.at]
+	return i, i >= p.lo, nil
+}
+
+// chunkLE positions at the last non-empty chunk whose first index is
+// <= t.
+func (p *posting) chunkLE(t uint64) error {
+	if p.valid {
+		if err := p.load(p.it.Prev()); err != nil {
+			return err
+		}
+		if err := p.skipEmpty(false); err != nil || !p.valid || p.chunk[0] <= t {
+			return err
+		}
+	}
+	if err := p.load(p.it.SeekLT(p.seekKey(t + 1))); err != nil || !p.valid {
+		return err
+	}
+	if len(p.chunk) > 0 && p.chunk[0] <= t {
+		return nil
+	}
+	// Empty, or its first match is past t: earlier chunks end before
+	// this one starts.
+	if err := p.load(p.it.Prev()); err != nil {
+		return err
+	}
+	return p.skipEmpty(false)
+}
+
+func (p *posting) close() { p.it.Close() }
+
+// zones is the set of indices in blocks whose event-timestamp zone
+// meets the plan's timestamp range.
+type zones struct {
+	it       *pebble.Iterator
+	from, to tsVal // from <= ts < to
+	lo, hi   uint64
+	// The block the iterator is at, and whether its zone meets the range.
+	block uint64
+	meets bool
+	valid bool
+}
+
+func openZones(ctx context.Context, db *pebble.DB, p *plan, lo, hi uint64) (*zones, error) {
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{
+		LowerBound: zoneKey(lo >> zoneShift),
+		UpperBound: zoneKey(((hi - 1) >> zoneShift) + 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query: open zone map: %w", err)
+	}
+	return &zones{it: it, from: p.tsFrom, to: p.tsTo, lo: lo, hi: hi}, nil
+}
+
+func (z *zones) load(ok bool) error {
+	z.valid = false
+	if !ok {
+		return z.it.Error()
+	}
+	k := z.it.Key()
+	v, err := z.it.ValueAndErr()
+	if err != nil {
+		return fmt.Errorf("query: read zone: %w", err)
+	}
+	zn, good := decodeZone(v)
+	if len(k) != 12 || !good {
+		return fmt.Errorf("%w: query: zone %x", ledger.ErrCorrupt, k)
+	}
+	z.block = binary.BigEndian.Uint64(k[4:])
+	z.meets = !zn.max.less(z.from) && zn.min.less(z.to)
+	z.valid = true
+	return nil
+}
+
+// seekGE: the first meeting block at or after t's; streams move one
+// way, so a meeting block the iterator is already at, beyond t's, is
+// still the answer.
+func (z *zones) seekGE(t uint64) (uint64, bool, error) {
+	t = max(t, z.lo)
+	b := t >> zoneShift
+	if !z.valid || z.block < b {
+		if err := z.load(z.it.SeekGE(zoneKey(b))); err != nil {
+			return 0, false, err
+		}
+	}
+	for z.valid && !z.meets {
+		if err := z.load(z.it.Next()); err != nil {
+			return 0, false, err
+		}
+	}
+	if !z.valid {
+		return 0, false, nil
+	}
+	i := max(t, z.block<<zoneShift)
+	return i, i < z.hi, nil
+}
+
+func (z *zones) seekLE(t uint64) (uint64, bool, error) {
+	if t >= z.hi {
+		if z.hi == 0 {
+			return 0, false, nil
+		}
+		t = z.hi - 1
+	}
+	b := t >> zoneShift
+	if !z.valid || z.block > b {
+		if err := z.load(z.it.SeekLT(zoneKey(b + 1))); err != nil {
+			return 0, false, err
+		}
+	}
+	for z.valid && !z.meets {
+		if err := z.load(z.it.Prev()); err != nil {
+			return 0, false, err
+		}
+	}
+	if !z.valid {
+		return 0, false, nil
+	}
+	i := min(t, z.block<<zoneShift|(1<<zoneShift-1))
+	return i, i >= z.lo, nil
+}
+
+func (z *zones) close() { z.it.Close() }
 
 // leafReader fetches entries by index with one iterator.
 type leafReader struct {
