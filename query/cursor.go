@@ -25,8 +25,8 @@ const (
 type cursor struct {
 	desc       bool
 	filterHash uint64
-	page         uint32
-	pos          []byte
+	page       uint32
+	pos        []byte
 }
 
 // deriveCursorKey turns the shared HMAC key material into the cursor key.

@@ -183,7 +183,7 @@ func (e *Engine) Query(ctx context.Context, req Request) (*Page, error) {
 		return nil, err
 	}
 	if page.HasMore {
-		page.NextCursor = e.sealCursor(cursor{desc: req.Descending, 
+		page.NextCursor = e.sealCursor(cursor{desc: req.Descending,
 			filterHash: x.fh, page: uint32(page.Page + 1), pos: lastPos})
 	}
 	if !req.SkipTotal {
