@@ -344,3 +344,51 @@ func TestLeaderStop(t *testing.T) {
 	c.converge(18)
 	c.sameRootsAtEverySize()
 }
+
+// TestDivergenceAlarm: a follower whose store is changed behind Raft's
+// back holds another root at the same size; the leader's check and the
+// cluster status report it, and both nodes' health fails.
+func TestDivergenceAlarm(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	leader := c.waitLeader()
+	f := c.followers()[0]
+	appendOn(t, leader, events("same", 5))
+	c.converge(5)
+	eventually(t, 5*time.Second, "both membership rows on the follower", func() bool {
+		m, err := f.node.Members()
+		return err == nil && len(m) == 2
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leader.node.checkDivergence(ctx)
+	if err := leader.node.Healthy(); err != nil {
+		t.Fatalf("healthy cluster: %v", err)
+	}
+
+	// Tamper: one entry applied on the follower only, under a batch
+	// number Raft will use next, so that its own copy is a no-op there.
+	next := f.store.State().LastApplied + 1
+	if _, err := f.store.Apply(next, [][]byte{testLeaf("forged", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	appendOn(t, leader, events("real", 1))
+	eventually(t, 5*time.Second, "both at size 6", func() bool {
+		return leader.store.State().Size == 6 && f.store.State().Size == 6
+	})
+	if leader.store.State().Root == f.store.State().Root {
+		t.Fatal("tampering did not change the follower's root")
+	}
+
+	st, err := leader.node.ClusterStatus(ctx)
+	if err != nil || len(st.Divergence) == 0 {
+		t.Fatalf("status does not report the divergence: %v %v", st, err)
+	}
+	leader.node.checkDivergence(ctx)
+	f.node.checkDivergence(ctx)
+	for _, tn := range []*testNode{leader, f} {
+		if err := tn.node.Healthy(); !errors.Is(err, ledger.ErrCorrupt) {
+			t.Fatalf("node %s health after divergence: %v", tn.id, err)
+		}
+	}
+}
