@@ -126,6 +126,12 @@ type EngineOptions struct {
 	CursorKey []byte
 	// Registerer receives the query metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// StoredForms, when set, returns the other forms in which value may
+	// be stored in field (the deterministic ciphertexts of a searchable
+	// encrypted field, one per data key): entries with any of them, or
+	// with the plain value, match. filter is the whole query (the data
+	// subject a form depends on may be another of its fields).
+	StoredForms func(field Field, value string, filter *Filter) ([]string, error)
 }
 
 // Engine answers queries from a Store's query tables. It is safe for
@@ -133,6 +139,7 @@ type EngineOptions struct {
 type Engine struct {
 	store     *ledger.Store
 	cursorKey []byte
+	forms     func(Field, string, *Filter) ([]string, error)
 	m         *metrics
 }
 
@@ -145,7 +152,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{store: o.Store, cursorKey: deriveCursorKey(o.CursorKey), m: m}, nil
+	return &Engine{store: o.Store, cursorKey: deriveCursorKey(o.CursorKey), forms: o.StoredForms, m: m}, nil
 }
 
 // Close unregisters the engine's metrics.
@@ -257,7 +264,7 @@ func (e *Engine) prepare(ctx context.Context, req *Request) (*execution, error) 
 		return nil, ledger.ErrClosed
 	}
 	size := e.store.State().Size
-	p, err := newPlan(x.db, &req.Filter, req.Descending, size)
+	p, err := newPlan(x.db, &req.Filter, req.Descending, size, e.forms)
 	if err != nil {
 		return nil, err
 	}
@@ -278,9 +285,12 @@ const (
 
 var driverNames = [...]string{"postings", "zones", "scan"}
 
-// term is one field filter: the chunks' key prefix, and for a bucketed
+// term is one field filter: entries with any of its alternatives match.
+type term []alt
+
+// alt is one stored value: its chunks' key prefix, and for a bucketed
 // field the value the bucket's entries must have.
-type term struct {
+type alt struct {
 	prefix []byte
 	match  []byte
 }
@@ -314,16 +324,30 @@ func nanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func newPlan(db *pebble.DB, f *Filter, desc bool, size uint64) (*plan, error) {
+func newPlan(db *pebble.DB, f *Filter, desc bool, size uint64, forms func(Field, string, *Filter) ([]string, error)) (*plan, error) {
 	p := &plan{size: size, desc: desc}
-	for fld, v := range f.values() {
-		if v != "" {
-			t := term{prefix: postingPrefix(Field(fld), v)}
-			if bucketed(Field(fld)) {
-				t.match = []byte(v)
-			}
-			p.terms = append(p.terms, t)
+	for i, v := range f.values() {
+		if v == "" {
+			continue
 		}
+		fld := Field(i)
+		vals := []string{v}
+		if forms != nil {
+			more, err := forms(fld, v, f)
+			if err != nil {
+				return nil, err
+			}
+			vals = append(vals, more...)
+		}
+		var t term
+		for _, v := range vals {
+			a := alt{prefix: postingPrefix(fld, v)}
+			if bucketed(fld) {
+				a.match = []byte(v)
+			}
+			t = append(t, a)
+		}
+		p.terms = append(p.terms, t)
 	}
 	p.hasRecvFrom, p.hasRecvTo = !f.ReceivedFrom.IsZero(), !f.ReceivedTo.IsZero()
 	p.hasRecv = p.hasRecvFrom || p.hasRecvTo

@@ -398,3 +398,54 @@ func TestBucketsAndChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredForms: a value with other stored forms (ciphertexts of a
+// searchable encrypted field) matches entries holding any of them.
+func TestStoredForms(t *testing.T) {
+	ts := openTestStore(t, t.TempDir())
+	var es []ledger.Entry
+	for i := range 600 {
+		e := entry(fmt.Sprint(i), fmt.Sprint("u", i%4), fmt.Sprint("r", i%3), t0)
+		e.Context.RequestID = fmt.Sprint("req-", i%5)
+		es = append(es, e)
+	}
+	ts.apply(es[:250])
+	ts.apply(es[250:])
+	var err error
+	ts.eng, err = NewEngine(EngineOptions{Store: ts.store, CursorKey: []byte("k"), StoredForms: func(f Field, v string, _ *Filter) ([]string, error) {
+		switch {
+		case f == FieldActorID && v == "u0":
+			return []string{"u2", "nobody"}, nil
+		case f == FieldRequestID && v == "req-1":
+			return []string{"req-3"}, nil
+		}
+		return nil, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		f    Filter
+		want func(i int) bool
+	}{
+		{Filter{ActorID: "u0"}, func(i int) bool { return i%4 == 0 || i%4 == 2 }},
+		{Filter{ActorID: "u0", Resource: "r1"}, func(i int) bool { return (i%4 == 0 || i%4 == 2) && i%3 == 1 }},
+		{Filter{RequestID: "req-1", ActorID: "u0"}, func(i int) bool { return (i%5 == 1 || i%5 == 3) && (i%4 == 0 || i%4 == 2) }},
+		{Filter{ActorID: "u1"}, func(i int) bool { return i%4 == 1 }},
+	} {
+		for _, desc := range []bool{false, true} {
+			var want []uint64
+			for i := range es {
+				if c.want(i) {
+					want = append(want, uint64(i))
+				}
+			}
+			if desc {
+				slices.Reverse(want)
+			}
+			if got := ts.all(Request{Filter: c.f, Descending: desc, Limit: 11}); !slices.Equal(got, want) {
+				t.Errorf("%+v desc %v: got %v, want %v", c.f, desc, got, want)
+			}
+		}
+	}
+}

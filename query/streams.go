@@ -57,12 +57,21 @@ func (p *plan) open(ctx context.Context, db *pebble.DB, resume []byte, scanned *
 		s.target = hi - 1
 	}
 	for _, t := range p.terms {
-		ps, err := openPosting(ctx, db, t, lo, hi)
-		if err != nil {
-			s.close()
-			return nil, err
+		var u union
+		for _, a := range t {
+			ps, err := openPosting(ctx, db, a, lo, hi)
+			if err != nil {
+				u.close()
+				s.close()
+				return nil, err
+			}
+			u = append(u, ps)
 		}
-		s.srcs = append(s.srcs, ps)
+		if len(u) == 1 {
+			s.srcs = append(s.srcs, u[0])
+		} else {
+			s.srcs = append(s.srcs, u)
+		}
 	}
 	if p.hasTS {
 		zs, err := openZones(ctx, db, p, lo, hi)
@@ -141,6 +150,45 @@ func (d dense) seekLE(t uint64) (uint64, bool, error) {
 
 func (dense) close() {}
 
+// union is the entries of any of its sources.
+type union []source
+
+func (u union) seekGE(t uint64) (uint64, bool, error) {
+	var best uint64
+	found := false
+	for _, s := range u {
+		i, ok, err := s.seekGE(t)
+		if err != nil {
+			return 0, false, err
+		}
+		if ok && (!found || i < best) {
+			best, found = i, true
+		}
+	}
+	return best, found, nil
+}
+
+func (u union) seekLE(t uint64) (uint64, bool, error) {
+	var best uint64
+	found := false
+	for _, s := range u {
+		i, ok, err := s.seekLE(t)
+		if err != nil {
+			return 0, false, err
+		}
+		if ok && (!found || i > best) {
+			best, found = i, true
+		}
+	}
+	return best, found, nil
+}
+
+func (u union) close() {
+	for _, s := range u {
+		s.close()
+	}
+}
+
 // posting reads one value's chunks within [lo, hi): its posting list, or
 // its bucket's chunks filtered to the value (which may leave a chunk
 // empty; navigation skips those).
@@ -156,7 +204,7 @@ type posting struct {
 	valid bool
 }
 
-func openPosting(ctx context.Context, db *pebble.DB, t term, lo, hi uint64) (*posting, error) {
+func openPosting(ctx context.Context, db *pebble.DB, t alt, lo, hi uint64) (*posting, error) {
 	// Chunks starting before lo may reach into the range; none starting
 	// at or after hi can.
 	upper := binary.BigEndian.AppendUint64(bytes.Clone(t.prefix), hi)
