@@ -20,7 +20,7 @@ import (
 //	go test ./raft -run '^$' -bench ClusterAppend -benchtime 200x      (batch1000: 200 batches)
 //	go test ./raft -run '^$' -bench ClusterAppend/single -benchtime 50000x
 //
-// batch1000: 4 clients, each Append of 1000 events; single32: 32 clients,
+// batch1000: 4 clients (x16: 16), each Append of 1000 events; single32: 32 clients,
 // one event per Append. syncstore variants fsync the Pebble store too.
 // Reports events/s and the p99 latency of one Append call.
 func BenchmarkClusterAppend(b *testing.B) {
@@ -31,6 +31,7 @@ func BenchmarkClusterAppend(b *testing.B) {
 	}{
 		{"batch1000", 4, 1000, false},
 		{"batch1000-syncstore", 4, 1000, true},
+		{"batch1000x16", 16, 1000, false},
 		{"single32", 32, 1, false},
 		{"single32-syncstore", 32, 1, true},
 	} {
