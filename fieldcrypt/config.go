@@ -187,6 +187,16 @@ type compiled struct {
 	personal   *selector
 	searchable *selector
 	subject    subjectGetter
+	plan       []plannedField // the event fields to encrypt
+	anyMeta    bool           // some metadata keys are selected
+}
+
+// plannedField is one event field Transform encrypts.
+type plannedField struct {
+	eventField
+	class      string
+	searchable bool   // deterministic nonce under a data key
+	aad        []byte // aad(class, name)
 }
 
 func (c *Config) compile() (*compiled, error) {
@@ -214,5 +224,19 @@ func (c *Config) compile() (*compiled, error) {
 	if out.subject, err = compileSubject(c.SubjectField); err != nil {
 		return nil, err
 	}
+	for _, f := range encryptable {
+		class := ""
+		switch {
+		case out.sensitive.hasField(f.name):
+			class = ClassSensitive
+		case out.personal.hasField(f.name):
+			class = ClassPersonal
+		default:
+			continue
+		}
+		out.plan = append(out.plan, plannedField{eventField: f, class: class,
+			searchable: class == ClassPersonal && out.searchable.hasField(f.name), aad: aad(class, f.name)})
+	}
+	out.anyMeta = out.sensitive.anyMetadata() || out.personal.anyMetadata()
 	return &out, nil
 }

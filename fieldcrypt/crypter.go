@@ -493,48 +493,66 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keys map[string]*dataKey
+	// The data key of each event's subject: from the cache under one
+	// lock, the rest looked up or created together.
+	var dks []*dataKey
 	if c.cfg.subject != nil {
-		var subjects []string
-		seen := make(map[string]bool)
+		dks = make([]*dataKey, len(events))
+		var missing []string
+		var seen map[string]bool
+		c.mu.RLock()
 		for i := range events {
-			if s := c.cfg.subject(&events[i]); s != "" && !seen[s] {
+			s := c.cfg.subject(&events[i])
+			if s == "" {
+				continue
+			}
+			if dks[i] = c.bySubject[s]; dks[i] == nil && !seen[s] {
+				if seen == nil {
+					seen = make(map[string]bool)
+				}
 				seen[s] = true
-				subjects = append(subjects, s)
+				missing = append(missing, s)
 			}
 		}
-		if keys, err = c.subjectKeys(ctx, cur, subjects); err != nil {
-			return nil, err
+		c.mu.RUnlock()
+		if len(missing) > 0 {
+			keys, err := c.subjectKeys(ctx, cur, missing)
+			if err != nil {
+				return nil, err
+			}
+			for i := range events {
+				if dks[i] == nil {
+					dks[i] = keys[c.cfg.subject(&events[i])]
+				}
+			}
 		}
 	}
 	out := make([]ledger.Event, len(events))
 	var rnd nonces
+	var sl sealer
 	var nbuf [nonceSize]byte
 	for i := range events {
 		e := events[i]
 		var dk *dataKey
-		if c.cfg.subject != nil {
-			dk = keys[c.cfg.subject(&e)]
+		if dks != nil {
+			dk = dks[i]
 		}
-		seal := func(class, field, v string) string {
-			if dk == nil {
-				return sealWith(cur.aead, class, cur.id, field, v, rnd.next())
-			}
-			if class == ClassPersonal && c.cfg.searchable.hasField(field) {
-				return sealWith(dk.aead, class, dk.id, field, v, dk.detNonce(nbuf[:0], field, v))
-			}
-			return sealWith(dk.aead, class, dk.id, field, v, rnd.next())
-		}
-		for _, f := range encryptable {
+		for j := range c.cfg.plan {
+			f := &c.cfg.plan[j]
 			p := f.get(&e)
 			if *p == "" {
 				continue
 			}
-			if class, ok := c.classOf(f.name, false); ok {
-				*p = seal(class, f.name, *p)
+			switch {
+			case dk == nil:
+				*p = sl.seal(cur.aead, f.class, cur.id, f.aad, *p, rnd.next())
+			case f.searchable:
+				*p = c.searchableForm(&sl, dk, f.name, f.aad, *p, nbuf[:0])
+			default:
+				*p = sl.seal(dk.aead, f.class, dk.id, f.aad, *p, rnd.next())
 			}
 		}
-		if len(e.Action.Metadata) > 0 && (c.cfg.sensitive.anyMetadata() || c.cfg.personal.anyMetadata()) {
+		if c.cfg.anyMeta && len(e.Action.Metadata) > 0 {
 			var m map[string]string
 			for k, v := range e.Action.Metadata {
 				class, ok := c.classOf(k, true)
@@ -544,7 +562,11 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 				if m == nil {
 					m = maps.Clone(e.Action.Metadata)
 				}
-				m[k] = seal(class, "metadata."+k, v)
+				key, keyID := cur.aead, cur.id
+				if dk != nil {
+					key, keyID = dk.aead, dk.id
+				}
+				m[k] = sl.seal(key, class, keyID, aad(class, "metadata."+k), v, rnd.next())
 			}
 			if m != nil {
 				e.Action.Metadata = m
@@ -553,6 +575,18 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 		out[i] = e
 	}
 	return out, nil
+}
+
+// searchableForm is the deterministic stored form of value in field
+// under dk, remembered per data key.
+func (c *Crypter) searchableForm(sl *sealer, dk *dataKey, field string, ad []byte, value string, nbuf []byte) string {
+	key := formKey{field, value}
+	if s, ok := dk.forms.get(key); ok {
+		return s
+	}
+	s := sl.seal(dk.aead, ClassPersonal, dk.id, ad, value, dk.detNonce(nbuf, field, value))
+	dk.forms.put(key, s)
+	return s
 }
 
 // plainSize is a lower bound of the encoded size of e's leaf.

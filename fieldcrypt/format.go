@@ -14,7 +14,7 @@ import (
 // allowed to see sensitive data) or "pii" for a personal field (decrypted
 // for every caller allowed to read events, until its data subject is
 // erased). keyId is a field key ("f" + 24 hex digits) or a per-subject
-// data key ("d" + 24 hex digits). The cipher is AES-256-GCM with a
+// data key ("d" + 16 base64url characters, 12 random bytes). The cipher is AES-256-GCM with a
 // 12-byte nonce, unpadded base64url, and the additional data is
 // "ledgerd field\x00" || class || "\x00" || field name, so a ciphertext
 // moved to another field or class does not decrypt.
@@ -31,7 +31,8 @@ const (
 	formatVersion  = "v1"
 	nonceSize      = 12
 	tagSize        = 16
-	keyIDLen       = 25 // "f" or "d" + 24 hex
+	fieldKeyIDLen  = 25 // "f" + 24 hex
+	dataKeyIDLen   = 17 // "d" + 16 base64url
 )
 
 // Placeholders returned instead of a value a caller may not see.
@@ -62,20 +63,24 @@ func ParseSealed(s string) (Sealed, error) {
 		return Sealed{}, errNotSealed
 	}
 	rest := s[7:]
-	if len(rest) < keyIDLen+1 || rest[keyIDLen] != ':' || !validKeyID(rest[:keyIDLen]) {
+	n := fieldKeyIDLen
+	if rest[0] == 'd' {
+		n = dataKeyIDLen
+	}
+	if len(rest) < n+1 || rest[n] != ':' || !validKeyID(rest[:n]) {
 		return Sealed{}, errNotSealed
 	}
-	p, err := base64.RawURLEncoding.Strict().DecodeString(rest[keyIDLen+1:])
+	p, err := base64.RawURLEncoding.Strict().DecodeString(rest[n+1:])
 	if err != nil || len(p) < nonceSize+tagSize {
 		return Sealed{}, errNotSealed
 	}
-	return Sealed{Class: s[:3], KeyID: rest[:keyIDLen], Payload: p}, nil
+	return Sealed{Class: s[:3], KeyID: rest[:n], Payload: p}, nil
 }
 
 // String is the stored form.
 func (v Sealed) String() string {
 	var b strings.Builder
-	b.Grow(8 + keyIDLen + base64.RawURLEncoding.EncodedLen(len(v.Payload)))
+	b.Grow(8 + len(v.KeyID) + base64.RawURLEncoding.EncodedLen(len(v.Payload)))
 	b.WriteString(v.Class)
 	b.WriteString(":v1:")
 	b.WriteString(v.KeyID)
@@ -85,16 +90,21 @@ func (v Sealed) String() string {
 }
 
 func validKeyID(id string) bool {
-	if len(id) != keyIDLen || (id[0] != 'f' && id[0] != 'd') {
-		return false
-	}
-	for i := 1; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
+	switch {
+	case len(id) == fieldKeyIDLen && id[0] == 'f':
+		for i := 1; i < len(id); i++ {
+			c := id[i]
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
 		}
+		return true
+	case len(id) == dataKeyIDLen && id[0] == 'd':
+		var b [12]byte
+		n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(id[1:]))
+		return err == nil && n == len(b)
 	}
-	return true
+	return false
 }
 
 func aad(class, field string) []byte {

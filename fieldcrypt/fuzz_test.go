@@ -14,6 +14,7 @@ func FuzzParseSealed(f *testing.F) {
 	f.Add("pii:v1:d0123456789abcdef01234567:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 	f.Add("enc:v1:")
 	f.Add("pii:v2:d0123456789abcdef01234567:AA")
+	f.Add("pii:v1:dABCDEFGHIJKLMNOP:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 	f.Add("plain value")
 	mk := make([]byte, 32)
 	master, _ := NewMasterKeys(mk)

@@ -6,10 +6,12 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"slices"
 	"sync"
 	"time"
 )
@@ -26,7 +28,7 @@ import (
 //
 // Field key ids are "f" + 16 hex digits of the creation time (Unix
 // nanoseconds) + 8 random hex digits, so the newest key sorts last and
-// is the current one. Data key ids are "d" + 24 random hex digits: they
+// is the current one. Data key ids are "d" + 12 random bytes in base64url: they
 // say nothing about the subject. lookup is
 // hex(HMAC-SHA256(HKDF(field key, "ledgerd subject lookup"), subject)[:16]):
 // only a holder of the master key can tell which subject a data key
@@ -63,7 +65,7 @@ func newFieldKeyID(now time.Time) string {
 func newDataKeyID() string {
 	var b [12]byte
 	rand.Read(b[:])
-	return "d" + hex.EncodeToString(b[:])
+	return "d" + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 func fieldKeyTime(id string) time.Time {
@@ -103,7 +105,8 @@ func subjectPrefix(lookup string) []byte {
 // dataKey is a per-subject data key.
 type dataKey struct {
 	aesKey
-	siv sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
+	siv   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
+	forms formCache
 }
 
 func openDataKey(id string, raw []byte) (*dataKey, error) {
@@ -136,10 +139,53 @@ func (d *dataKey) detNonce(dst []byte, field, value string) []byte {
 // sealWith encrypts value for field under key k (with nonce n) and
 // returns the stored form.
 func sealWith(a cipher.AEAD, class, keyID, field, value string, nonce []byte) string {
-	p := make([]byte, 0, nonceSize+len(value)+tagSize)
-	p = append(p, nonce...)
-	p = a.Seal(p, nonce, []byte(value), aad(class, field))
-	return Sealed{Class: class, KeyID: keyID, Payload: p}.String()
+	var s sealer
+	return s.seal(a, class, keyID, aad(class, field), value, nonce)
+}
+
+// sealer builds stored forms, reusing its scratch buffers across calls.
+type sealer struct {
+	payload, out []byte
+}
+
+func (s *sealer) seal(a cipher.AEAD, class, keyID string, ad []byte, value string, nonce []byte) string {
+	s.payload = append(s.payload[:0], nonce...)
+	s.payload = a.Seal(s.payload, nonce, []byte(value), ad)
+	n := base64.RawURLEncoding.EncodedLen(len(s.payload))
+	s.out = append(s.out[:0], class...)
+	s.out = append(s.out, ":v1:"...)
+	s.out = append(s.out, keyID...)
+	s.out = append(s.out, ':')
+	s.out = slices.Grow(s.out, n)[:len(s.out)+n]
+	base64.RawURLEncoding.Encode(s.out[len(s.out)-n:], s.payload)
+	return string(s.out)
+}
+
+// formCache remembers the stored forms of searchable values under one
+// data key (a subject's actor id is the same in all its events).
+type formCache struct {
+	mu sync.Mutex
+	m  map[formKey]string
+}
+
+type formKey struct{ field, value string }
+
+const maxForms = 16
+
+func (f *formCache) get(key formKey) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.m[key]
+	return v, ok
+}
+
+func (f *formCache) put(key formKey, form string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil || len(f.m) >= maxForms {
+		f.m = make(map[formKey]string, 1)
+	}
+	f.m[key] = form
 }
 
 // nonces hands out fresh random nonces, reading the system's random
