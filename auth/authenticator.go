@@ -101,8 +101,10 @@ type Credentials struct {
 	Bearer    string
 	HasBearer bool
 	// Cert is the leaf of a client certificate chain the TLS handshake
-	// verified against the configured CA, or nil.
-	Cert *x509.Certificate
+	// verified against the configured CA, or nil; Chain is the whole
+	// verified chain, leaf first, root last.
+	Cert  *x509.Certificate
+	Chain []*x509.Certificate
 }
 
 // Authenticate returns the principal for creds: a bearer token when one

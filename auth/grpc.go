@@ -37,11 +37,19 @@ type Auditor interface {
 // Guard authenticates and authorizes every request, in one gRPC
 // interceptor pair and one HTTP middleware, from one table of rules.
 type Guard struct {
-	authn   *Authenticator
-	methods Methods
-	audit   Auditor
-	log     *slog.Logger
+	authn    *Authenticator
+	methods  Methods
+	audit    Auditor
+	log      *slog.Logger
+	internal func(Credentials) error
 }
+
+// SetInternalCheck installs a check of callers of cluster-internal
+// methods, run before the Cluster service's own (which accepts any
+// verified client certificate): the node uses it to refuse API client
+// certificates there when the API and the cluster trust different CAs.
+// Call it before serving.
+func (g *Guard) SetInternalCheck(f func(Credentials) error) { g.internal = f }
 
 // NewGuard returns a guard; audit may be nil (no self-audit).
 func NewGuard(a *Authenticator, methods Methods, audit Auditor, log *slog.Logger) *Guard {
@@ -69,17 +77,19 @@ func grpcCredentials(ctx context.Context) (Credentials, string) {
 		if p.Addr != nil {
 			addr = p.Addr.String()
 		}
-		c.Cert = verifiedLeaf(p.AuthInfo)
+		if ch := verifiedChain(p.AuthInfo); ch != nil {
+			c.Cert, c.Chain = ch[0], ch
+		}
 	}
 	return c, addr
 }
 
-func verifiedLeaf(ai credentials.AuthInfo) *x509.Certificate {
+func verifiedChain(ai credentials.AuthInfo) []*x509.Certificate {
 	ti, ok := ai.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
 		return nil
 	}
-	return ti.State.VerifiedChains[0][0]
+	return ti.State.VerifiedChains[0]
 }
 
 // admit authenticates the call and checks its rule. It returns the
@@ -94,8 +104,18 @@ func (g *Guard) admit(ctx context.Context, method string) (context.Context, *Pri
 		return ctx, nil, rule, nil
 	}
 	creds, addr := grpcCredentials(ctx)
+	if rule.Internal {
+		if g.internal != nil {
+			if err := g.internal(creds); err != nil {
+				g.log.Warn("auth: refused a cluster-internal call", "method", method, "peer", addr, "err", err.Error())
+				return ctx, nil, rule, toStatus(err)
+			}
+		}
+		anon := &Principal{ID: "anonymous", Kind: KindAnonymous}
+		return WithPrincipal(ctx, anon), anon, rule, nil
+	}
 	p, err := g.authn.Authenticate(creds)
-	if err == nil && !rule.Internal {
+	if err == nil {
 		err = p.Require(rule.Perm)
 	}
 	if err != nil {

@@ -44,7 +44,7 @@ func (g *Guard) Middleware(routes Routes, writeErr HTTPError, next http.Handler)
 			creds.Bearer, _ = BearerToken(h)
 		}
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-			creds.Cert = r.TLS.VerifiedChains[0][0]
+			creds.Cert, creds.Chain = r.TLS.VerifiedChains[0][0], r.TLS.VerifiedChains[0]
 		}
 		p, err := g.authn.Authenticate(creds)
 		if err == nil && !rule.Internal {
