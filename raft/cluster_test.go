@@ -392,3 +392,25 @@ func TestDivergenceAlarm(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardRejectsBadLeaves: the leader refuses a forwarded batch with
+// a malformed leaf before it reaches its group commit, where it would
+// fail other callers' appends merged into the same Store batch.
+func TestForwardRejectsBadLeaves(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	leader := c.waitLeader()
+	conn, err := grpc.NewClient(leader.lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = pb.NewClusterClient(conn).Forward(ctx, &pb.ClusterForwardRequest{Leaves: [][]byte{testLeaf("ok", 1), []byte("garbage")}})
+	if !errors.Is(fromStatus(err), ledger.ErrInvalid) {
+		t.Fatalf("forward of a malformed leaf: %v", err)
+	}
+	if leader.store.State().Size != 0 {
+		t.Fatal("something was appended")
+	}
+}

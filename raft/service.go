@@ -113,9 +113,18 @@ func (s *Service) Forward(ctx context.Context, req *pb.ClusterForwardRequest) (*
 	if len(req.Leaves) == 0 || len(req.Leaves) > ledger.MaxBatchEvents {
 		return nil, statusError(fmt.Errorf("%w: %d leaves in a forwarded batch", ledger.ErrInvalid, len(req.Leaves)))
 	}
+	// The leader's group commit merges these leaves with other callers'
+	// into one Store batch, which a malformed leaf would fail as a whole:
+	// check them here, where only this caller is refused.
 	total := 0
-	for _, l := range req.Leaves {
+	for i, l := range req.Leaves {
 		total += len(l)
+		if id, err := ledger.LeafID(l); err != nil || id == "" {
+			return nil, statusError(fmt.Errorf("%w: forwarded leaf %d is malformed or has no id", ledger.ErrInvalid, i))
+		}
+	}
+	if total > ledger.MaxBatchBytes {
+		return nil, statusError(fmt.Errorf("%w: forwarded batch of %d bytes", ledger.ErrTooLarge, total))
 	}
 	results, err := s.o.Ledger.CommitLeaves(ctx, req.Leaves, total)
 	if err != nil {
