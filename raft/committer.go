@@ -90,6 +90,12 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	backoff := 5 * time.Millisecond
+	giveUp := func(err error) error {
+		if errors.Is(err, ledger.ErrNotLeader) {
+			return fmt.Errorf("%w (gave up after %v; retry with the same event ids: they apply once)", err, n.cfg.ApplyTimeout)
+		}
+		return err
+	}
 	for try := 0; ; try++ {
 		res, err := attempt(ctx)
 		if err == nil {
@@ -99,7 +105,7 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 			return res, nil
 		}
 		if !errors.Is(err, ledger.ErrNotLeader) || ctx.Err() != nil {
-			return nil, err
+			return nil, giveUp(err)
 		}
 		if n.metrics != nil {
 			n.metrics.retries.Inc()
@@ -109,14 +115,14 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, giveUp(err)
 		case <-n.stop:
 			t.Stop()
-			return nil, err
+			return nil, giveUp(err)
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 		if _, werr := n.WaitLeader(ctx); werr != nil {
-			return nil, err
+			return nil, giveUp(err)
 		}
 	}
 }
