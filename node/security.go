@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +66,9 @@ type security struct {
 	recorder *selfaudit.Recorder // nil when self-audit is off
 	admin    string              // the configured admin token, if any
 	creds    credentials.TransportCredentials
+	// clusterCAs, set when the API also trusts another client CA, are
+	// the only roots cluster-internal calls may present certificates of.
+	clusterCAs []*x509.Certificate
 }
 
 // listenersLoopback reports whether every API listener is on loopback.
@@ -111,6 +116,11 @@ func (n *Node) startSecurity(cfg *Config) error {
 		if err != nil {
 			return err
 		}
+		if clusterTLS && apiTLS.ClientCAFile != "" && apiTLS.ClientCAFile != cfg.Cluster.TLSCAFile {
+			if s.clusterCAs, err = readCerts(cfg.Cluster.TLSCAFile); err != nil {
+				return err
+			}
+		}
 		s.creds = credentials.NewTLS(tc)
 		n.log.Info("security: TLS on the API", "mTLS", tc.ClientCAs != nil)
 	}
@@ -142,6 +152,34 @@ func (n *Node) startSecurity(cfg *Config) error {
 		n.log.Warn("security: field encryption is OFF: sensitive and personal fields are stored in clear")
 	}
 	return nil
+}
+
+// readCerts reads the PEM certificates of a file.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("security: %w", err)
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("security: %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("security: %s holds no certificate", path)
+	}
+	return out, nil
 }
 
 // kvCommitter is where replicated security state is written: Raft's
@@ -188,6 +226,22 @@ func (n *Node) securityServerOptions() []grpc.ServerOption {
 		n.closers = append(n.closers, func(ctx context.Context) error { return rec.Close(ctx) })
 	}
 	s.guard = auth.NewGuard(s.authn, auth.DefaultMethods(), audit, n.log)
+	if cas := s.clusterCAs; cas != nil {
+		// The Cluster service accepts any verified certificate; API
+		// clients' certificates verify too, so keep them out of it.
+		s.guard.SetInternalCheck(func(c auth.Credentials) error {
+			if len(c.Chain) == 0 {
+				return nil // the cluster token or loopback: the service decides
+			}
+			root := c.Chain[len(c.Chain)-1]
+			for _, ca := range cas {
+				if root.Equal(ca) {
+					return nil
+				}
+			}
+			return fmt.Errorf("%w: cluster-internal calls need a certificate of the cluster CA", auth.ErrPermissionDenied)
+		})
+	}
 	var opts []grpc.ServerOption
 	if !s.cfg.noAuth {
 		opts = append(opts, grpc.ChainUnaryInterceptor(s.guard.UnaryInterceptor()), grpc.ChainStreamInterceptor(s.guard.StreamInterceptor()))
