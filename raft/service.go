@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -60,13 +61,37 @@ func (s *Service) authorize(ctx context.Context) error {
 	if !ok {
 		return statusError(ErrUnauthenticated)
 	}
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && s.n.cfg.TLS != nil {
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && s.memberCertificate(ti.State.PeerCertificates) {
 		return nil
 	}
 	if tok == "" && isLoopbackAddr(p.Addr) && IsLoopback(s.n.cfg.APIAddr) {
 		return nil
 	}
 	return statusError(fmt.Errorf("%w: give the cluster token or a client certificate signed by the cluster CA", ErrUnauthenticated))
+}
+
+// memberCertificate reports whether the peer's certificate chains to
+// the cluster CA (Config.TLS). The API listener may trust other client
+// CAs too (API clients with certificates); their certificates verify
+// for the connection but do not make the caller a cluster member.
+func (s *Service) memberCertificate(chain []*x509.Certificate) bool {
+	tc := s.n.cfg.TLS
+	if tc == nil || len(chain) == 0 {
+		return false
+	}
+	roots := tc.ClientCAs
+	if roots == nil {
+		roots = tc.RootCAs
+	}
+	if roots == nil {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // private reports whether the connection is safe for key material:

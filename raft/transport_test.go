@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -17,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/ledger"
 )
 
@@ -172,5 +177,66 @@ func TestOpenRefuses(t *testing.T) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMemberCertificates: the Cluster service takes a client certificate
+// as proof of membership only when it chains to the cluster CA, even on
+// an API listener that also trusts another client CA.
+func TestMemberCertificates(t *testing.T) {
+	cluster := newTestCA(t, t.TempDir())
+	clients := newTestCA(t, t.TempDir())
+	load := func(f TLSFiles) *tls.Config {
+		c, err := f.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	nodeConf := load(cluster.issue(t, "n1"))
+	n := tcpNode(t, "n1", nodeConf)
+	if err := n.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "n1 leads", n.IsLeader)
+
+	// The API listener: the node's certificate, client certificates of
+	// either CA accepted for the connection.
+	srvConf := nodeConf.Clone()
+	srvConf.ClientAuth = tls.VerifyClientCertIfGiven
+	srvConf.ClientCAs = x509.NewCertPool()
+	srvConf.ClientCAs.AddCert(cluster.cert)
+	srvConf.ClientCAs.AddCert(clients.cert)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvConf)))
+	NewService(n, ServiceOptions{}).Register(srv)
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	remove := func(c *tls.Config) error {
+		c = c.Clone()
+		c.RootCAs = x509.NewCertPool()
+		c.RootCAs.AddCert(cluster.cert)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(c)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = pb.NewClusterClient(conn).Remove(ctx, &pb.ClusterRemoveRequest{NodeId: "nobody"})
+		return fromStatus(err)
+	}
+	if err := remove(load(clients.issue(t, "api-client"))); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("API client certificate: %v, want ErrUnauthenticated", err)
+	}
+	if err := remove(&tls.Config{}); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("no certificate: %v, want ErrUnauthenticated", err)
+	}
+	if err := remove(load(cluster.issue(t, "n2"))); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("member certificate: %v, want ErrUnknownNode (authorized)", err)
 	}
 }
