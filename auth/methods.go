@@ -58,6 +58,8 @@ func DefaultMethods() Methods {
 		// The change feed streams event contents in bulk: an export.
 		"/ledger.v1.Feed/Subscribe":   {Perm: PermExport, Audit: AuditExport, Resource: "feed", Describe: describeSubscribe},
 		"/ledger.v1.Feed/SinksStatus": {Perm: PermCluster},
+		"/ledger.v1.Query/Query":      {Perm: PermQuery, Audit: AuditQuery, Resource: "events", Describe: describeQuery},
+		"/ledger.v1.Query/Export":     {Perm: PermExport, Audit: AuditExport, Resource: "events", Describe: describeExport},
 
 		// Node to node; the Cluster service checks the cluster token or
 		// the peer certificate itself. Join and Remove change the cluster
@@ -108,6 +110,16 @@ func describeGetEntries(req any) string {
 func describeSubscribe(req any) string {
 	r := req.(*pb.SubscribeRequest)
 	return fmt.Sprintf("from %d, follow %t, proofs %t", r.FromIndex, r.Follow, r.WithProof)
+}
+
+func describeQuery(req any) string {
+	r := req.(*pb.QueryRequest)
+	return fmt.Sprintf("filter {%v}, descending %t, limit %d", r.GetFilter(), r.Descending, r.Limit)
+}
+
+func describeExport(req any) string {
+	r := req.(*pb.ExportRequest)
+	return fmt.Sprintf("filter {%v}, descending %t, limit %d", r.GetFilter(), r.Descending, r.Limit)
 }
 
 func describeJoin(req any) string {

@@ -53,6 +53,14 @@ func (f *Filter) values() [numFields]string {
 	}
 }
 
+// Value returns the filter's value for field f ("" when unset).
+func (f *Filter) Value(fld Field) string {
+	if fld >= numFields {
+		return ""
+	}
+	return f.values()[fld]
+}
+
 // hash identifies the filter, so a cursor only continues its own query.
 func (f *Filter) hash() uint64 {
 	h := sha256.New()
@@ -236,6 +244,13 @@ func (e *Engine) Stream(ctx context.Context, req Request, fn func(Row) error) (s
 		pg = x.cur.page
 	}
 	return e.sealCursor(cursor{desc: req.Descending, filterHash: x.fh, page: pg + 1, pos: lastPos}), err
+}
+
+// CursorAfter returns a cursor that continues the query of f, in the
+// given order, after the entry at index last (Export hands one out with
+// each chunk it streams).
+func (e *Engine) CursorAfter(f *Filter, desc bool, last uint64) string {
+	return e.sealCursor(cursor{desc: desc, filterHash: f.hash(), page: 1, pos: binary.BigEndian.AppendUint64(nil, last)})
 }
 
 // execution is one prepared query.

@@ -37,6 +37,16 @@ var fieldNames = [numFields]string{
 	FieldRequestID:   "context.requestId",
 }
 
+// FieldByName returns the field with the JSON name ("actor.id").
+func FieldByName(name string) (Field, bool) {
+	for f, n := range fieldNames {
+		if n == name {
+			return Field(f), true
+		}
+	}
+	return 0, false
+}
+
 // String is the field's name in the event's JSON spelling.
 func (f Field) String() string {
 	if f < numFields {
