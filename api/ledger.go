@@ -107,6 +107,9 @@ func (s *LedgerService) append(ctx context.Context, events []ledger.Event, wait 
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.checkDuplicates(events, results); err != nil {
+		return nil, nil, err
+	}
 	out := make([]*pb.AppendResult, len(results))
 	var need uint64
 	for i, r := range results {
@@ -133,6 +136,15 @@ func (s *LedgerService) append(ctx context.Context, events []ledger.Event, wait 
 }
 
 func (s *LedgerService) GetEntry(ctx context.Context, req *pb.GetEntryRequest) (*pb.GetEntryResponse, error) {
+	e, err := s.entry(ctx, req)
+	if err != nil {
+		return nil, grpcError(s.log, "GetEntry", err)
+	}
+	return &pb.GetEntryResponse{Entry: e}, nil
+}
+
+// entry is GetEntry with plain errors (the HTTP API shares it).
+func (s *LedgerService) entry(ctx context.Context, req *pb.GetEntryRequest) (*pb.Entry, error) {
 	st := s.l.Store()
 	var idx uint64
 	switch k := req.GetKey().(type) {
@@ -141,21 +153,21 @@ func (s *LedgerService) GetEntry(ctx context.Context, req *pb.GetEntryRequest) (
 	case *pb.GetEntryRequest_Id:
 		i, err := st.IndexByID(k.Id)
 		if err != nil {
-			return nil, grpcError(s.log, "GetEntry", err)
+			return nil, err
 		}
 		idx = i
 	default:
-		return nil, grpcError(s.log, "GetEntry", &ledger.FieldError{Field: "index", Reason: "index or id required"})
+		return nil, &ledger.FieldError{Field: "index", Reason: "index or id required"}
 	}
 	leaf, err := st.Leaf(idx)
 	if err != nil {
-		return nil, grpcError(s.log, "GetEntry", err)
+		return nil, err
 	}
 	e, err := s.view.entry(ctx, idx, leaf)
 	if err != nil {
-		return nil, grpcError(s.log, "GetEntry", fmt.Errorf("%w: entry %d: %v", ledger.ErrCorrupt, idx, err))
+		return nil, fmt.Errorf("%w: entry %d: %v", ledger.ErrCorrupt, idx, err)
 	}
-	return &pb.GetEntryResponse{Entry: e}, nil
+	return e, nil
 }
 
 // MaxEntriesPerCall bounds GetEntries.
@@ -209,6 +221,15 @@ func (s *LedgerService) GetCheckpoint(ctx context.Context, req *pb.GetCheckpoint
 }
 
 func (s *LedgerService) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {
+	resp, err := s.inclusion(ctx, req)
+	if err != nil {
+		return nil, grpcError(s.log, "GetInclusionProof", err)
+	}
+	return resp, nil
+}
+
+// inclusion is GetInclusionProof with plain errors.
+func (s *LedgerService) inclusion(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {
 	st := s.l.Store()
 	var idx uint64
 	switch k := req.GetKey().(type) {
@@ -217,13 +238,13 @@ func (s *LedgerService) GetInclusionProof(ctx context.Context, req *pb.GetInclus
 	case *pb.GetInclusionProofRequest_LeafHash:
 		h, err := merkle.HashFromBytes(k.LeafHash)
 		if err != nil {
-			return nil, grpcError(s.log, "GetInclusionProof", &ledger.FieldError{Field: "leafHash", Reason: "must be 32 bytes"})
+			return nil, &ledger.FieldError{Field: "leafHash", Reason: "must be 32 bytes"}
 		}
 		if idx, err = st.IndexByLeafHash(h); err != nil {
-			return nil, grpcError(s.log, "GetInclusionProof", err)
+			return nil, err
 		}
 	default:
-		return nil, grpcError(s.log, "GetInclusionProof", &ledger.FieldError{Field: "index", Reason: "index or leafHash required"})
+		return nil, &ledger.FieldError{Field: "index", Reason: "index or leafHash required"}
 	}
 	size := req.TreeSize
 	var cp *ledger.Checkpoint
@@ -243,17 +264,17 @@ func (s *LedgerService) GetInclusionProof(ctx context.Context, req *pb.GetInclus
 	}
 	if idx >= size {
 		if idx >= st.State().Size {
-			return nil, grpcError(s.log, "GetInclusionProof", fmt.Errorf("%w: index %d (tree size %d)", ledger.ErrNotFound, idx, st.State().Size))
+			return nil, fmt.Errorf("%w: index %d (tree size %d)", ledger.ErrNotFound, idx, st.State().Size)
 		}
-		return nil, grpcError(s.log, "GetInclusionProof", fmt.Errorf("%w: index %d is not below tree size %d", ledger.ErrInvalid, idx, size))
+		return nil, fmt.Errorf("%w: index %d is not below tree size %d", ledger.ErrInvalid, idx, size)
 	}
 	proof, err := st.InclusionProof(idx, size)
 	if err != nil {
-		return nil, grpcError(s.log, "GetInclusionProof", err)
+		return nil, err
 	}
 	leaf, err := st.Leaf(idx)
 	if err != nil {
-		return nil, grpcError(s.log, "GetInclusionProof", err)
+		return nil, err
 	}
 	h := merkle.LeafHash(leaf)
 	return &pb.GetInclusionProofResponse{
@@ -263,6 +284,15 @@ func (s *LedgerService) GetInclusionProof(ctx context.Context, req *pb.GetInclus
 }
 
 func (s *LedgerService) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.GetConsistencyProofResponse, error) {
+	resp, err := s.consistency(ctx, req)
+	if err != nil {
+		return nil, grpcError(s.log, "GetConsistencyProof", err)
+	}
+	return resp, nil
+}
+
+// consistency is GetConsistencyProof with plain errors.
+func (s *LedgerService) consistency(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.GetConsistencyProofResponse, error) {
 	to := req.ToSize
 	var cp *ledger.Checkpoint
 	if to == 0 {
@@ -271,7 +301,7 @@ func (s *LedgerService) GetConsistencyProof(ctx context.Context, req *pb.GetCons
 	}
 	proof, err := s.l.Store().ConsistencyProof(req.FromSize, to)
 	if err != nil {
-		return nil, grpcError(s.log, "GetConsistencyProof", err)
+		return nil, err
 	}
 	return &pb.GetConsistencyProofResponse{
 		Proof:      &pb.ConsistencyProof{FromSize: req.FromSize, ToSize: to, Hashes: HashesToProto(proof)},

@@ -118,6 +118,7 @@ func TestSinksStatus(t *testing.T) {
 	cfg := node.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Origin = "test.example/ledger"
 	cfg.Security.Banner = io.Discard
 	cfg.Sinks.Webhook = []webhook.Config{{Delivery: feed.Delivery{Name: "hook"}, URL: srv.URL, Secret: feed.Secret{Env: "CTL_TEST_HOOK_SECRET"}}}

@@ -143,7 +143,7 @@ func (n *Node) startCluster(ctx context.Context, cfg *Config) (err error) {
 		}
 	}
 
-	if n.store, err = ledger.OpenStore(StoreDir(cfg.DataDir), ledger.StoreOptions{NoSync: cfg.UnsafeNoSync || !cc.SyncStore}); err != nil {
+	if n.store, err = n.openStore(ctx, StoreDir(cfg.DataDir), ledger.StoreOptions{NoSync: cfg.UnsafeNoSync || !cc.SyncStore}); err != nil {
 		return err
 	}
 	if n.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -171,6 +171,7 @@ func (n *Node) startCluster(ctx context.Context, cfg *Config) (err error) {
 		HeartbeatTimeout:  time.Duration(cc.HeartbeatTimeout),
 		ElectionTimeout:   time.Duration(cc.ElectionTimeout),
 		SnapshotThreshold: cc.SnapshotThreshold,
+		Registerer:        n.Registry(),
 		Logger:            n.log,
 	})
 	if err != nil {

@@ -21,10 +21,11 @@ func (n *Node) startFeed(g *grpc.Server) (streamed func() bool, err error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	mc := feed.ManagerConfig{
-		Store:     n.store,
-		Committer: n.ledger.Committer(),
-		Sinks:     specs,
-		Logger:    n.log,
+		Store:      n.store,
+		Committer:  n.ledger.Committer(),
+		Sinks:      specs,
+		Logger:     n.log,
+		Registerer: n.Registry(),
 	}
 	if c := n.Cluster(); c != nil {
 		mc.IsLeader = c.IsLeader
@@ -42,6 +43,7 @@ func (n *Node) startFeed(g *grpc.Server) (streamed func() bool, err error) {
 		return nil, err
 	}
 	n.closers = append(n.closers, func(ctx context.Context) error { return m.Close(ctx) })
+	n.api.sinks = m // for /health/dependencies
 	api.NewFeedService(api.FeedOptions{Log: n.store, Checkpoints: n.ledger, Sinks: m, View: n.eventView(), Logger: n.log}).Register(g)
 	return m.Healthy, nil
 }

@@ -33,6 +33,7 @@ type Node struct {
 	grpcLis net.Listener
 	cluster *clusterState // nil on a single node (see cluster.go)
 	sec     *security     // see security.go
+	api     apiState      // query, HTTP API, metrics: see http.go
 
 	// closers run in reverse order of registration on Close, after the
 	// listeners stop and before the ledger and store close.
@@ -81,7 +82,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}
 
 	if n.store == nil {
-		if n.store, err = ledger.OpenStore(StoreDir(cfg.DataDir), ledger.StoreOptions{NoSync: cfg.UnsafeNoSync}); err != nil {
+		if n.store, err = n.openStore(ctx, StoreDir(cfg.DataDir), ledger.StoreOptions{NoSync: cfg.UnsafeNoSync}); err != nil {
 			return nil, err
 		}
 	}
@@ -100,7 +101,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		MaxBatchBytes:      cfg.GroupCommit.MaxBytes,
 		MaxWait:            time.Duration(cfg.GroupCommit.MaxWait),
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
-		Committer:          n.committer(),
+		Committer:          n.instrument(n.committer()),
 		Transform:          n.sec.transform(),
 		Logger:             log,
 	})
@@ -108,16 +109,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		return nil, err
 	}
 
-	n.grpc = grpc.NewServer(append(append(n.grpcServerOptions(), n.securityServerOptions()...), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
+	n.grpc = grpc.NewServer(append(append(append(n.metricsServerOptions(), n.grpcServerOptions()...), n.securityServerOptions()...), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
 	streamed, err := n.startFeed(n.grpc)
 	if err != nil {
 		return nil, err
 	}
-	api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, Streamed: streamed, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), View: n.eventView(), Logger: log}).Register(n.grpc)
+	ledgerSvc := api.NewLedgerService(api.LedgerOptions{Ledger: n.ledger, Streamed: streamed, VerifierKey: keys.VerifierKey, LinearizableCheckpoint: n.linearizable(), View: n.eventView(), Logger: log})
+	ledgerSvc.Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	n.registerCluster(n.grpc)
 	n.registerAdmin(n.grpc)
+	if err := n.startHTTP(n.grpc, ledgerSvc); err != nil {
+		return nil, err
+	}
 	reflection.Register(n.grpc)
 
 	if n.grpcLis == nil {
