@@ -38,6 +38,7 @@ Exit status: 0 success (for verify commands: valid), 1 verification failed,
 	root.AddCommand(newVerifyCmd(g))
 	root.AddCommand(newVerifyLogCmd(g))
 	root.AddCommand(newTailCmd(g))
+	root.AddCommand(newQueryCmd(g))
 	root.AddCommand(newSinksCmd(g))
 	root.AddCommand(newClusterCmd(g))
 	root.AddCommand(newTokenCmd(g))
