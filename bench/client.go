@@ -123,6 +123,7 @@ type client struct {
 	s     *shared
 	id    int
 	api   pb.LedgerClient
+	qapi  pb.QueryClient
 	rnd   *rand.Rand
 	users *rand.Zipf
 	next  int // position in the pool
@@ -144,9 +145,9 @@ type client struct {
 	seq      uint64
 }
 
-func newClient(s *shared, id int, api pb.LedgerClient) *client {
+func newClient(s *shared, id int, api pb.LedgerClient, qapi pb.QueryClient) *client {
 	c := &client{
-		s: s, id: id, api: api,
+		s: s, id: id, api: api, qapi: qapi,
 		rnd:    rand.New(rand.NewPCG(SeedFor(s.cfg.Seed, id), uint64(id))),
 		errs:   map[string]int64{},
 		firstE: map[string]string{},
@@ -199,6 +200,8 @@ func (c *client) do(ctx context.Context) (int, int, error) {
 		n, err = c.get(ctx)
 	case kProve:
 		n, err = c.prove(ctx)
+	case kQuery:
+		n, err = c.query(ctx)
 	default:
 		err = fmt.Errorf("%w: %s", ErrUnsupported, kindNames[k])
 	}
@@ -439,4 +442,66 @@ func (c *client) prove(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return 1, c.checkKnown(idx, p.LeafHash)
+}
+
+// query runs one of the searches an auditor or a security team makes: a
+// user's recent activity, denials and failures, one application's events,
+// a user's actions of the last minute. Entries come back with their leaf
+// hashes checked and the filter's fields checked against the event.
+func (c *client) query(ctx context.Context) (int, error) {
+	r := c.rnd
+	f := &pb.QueryFilter{}
+	req := &pb.QueryRequest{Filter: f, Limit: 100, Descending: true, SkipTotal: r.IntN(2) == 0}
+	switch r.IntN(5) {
+	case 0:
+		f.ActorId = UserID(c.users.Uint64() + 1)
+	case 1:
+		f.Result = []string{"denied", "failure"}[r.IntN(2)]
+	case 2:
+		k := resources[r.IntN(len(resources))]
+		f.Resource = k.name
+		f.ActionType = k.actions[r.IntN(len(k.actions))]
+		req.Limit = 50
+	case 3:
+		k := resources[r.IntN(len(resources))]
+		f.Application = k.apps[r.IntN(len(k.apps))]
+		f.Environment = "production"
+	default:
+		f.ActorId = UserID(c.users.Uint64() + 1)
+		f.ReceivedAfter = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	}
+	resp, err := c.qapi.Query(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Entries) > int(req.Limit) {
+		return 0, checkErrorf("BadResponse", "query returned %d entries, limit %d", len(resp.Entries), req.Limit)
+	}
+	for _, e := range resp.Entries {
+		h := merkle.LeafHash(e.Leaf)
+		if !bytes.Equal(h[:], e.LeafHash) {
+			return 0, checkErrorf("WrongLeaf", "query entry %d: leaf hash does not match its leaf", e.Index)
+		}
+		if err := c.checkKnown(e.Index, h[:]); err != nil {
+			return 0, err
+		}
+		if !matches(f, e.Event) {
+			return 0, checkErrorf("WrongResult", "query entry %d does not match the filter %v", e.Index, f)
+		}
+	}
+	return len(resp.Entries), nil
+}
+
+// matches checks the exact-match fields of a filter against an event.
+func matches(f *pb.QueryFilter, e *pb.Event) bool {
+	if e == nil {
+		return false
+	}
+	eq := func(want, got string) bool { return want == "" || want == got }
+	return eq(f.ActorId, e.GetActor().GetId()) &&
+		eq(f.Result, e.GetAction().GetResult()) &&
+		eq(f.Resource, e.GetAction().GetResource()) &&
+		eq(f.ActionType, e.GetAction().GetType()) &&
+		eq(f.Application, e.GetContext().GetApplication()) &&
+		eq(f.Environment, e.GetContext().GetEnvironment())
 }

@@ -21,7 +21,7 @@ const (
 	WorkloadAppendWait  = "append-wait"  // Append (or AppendBatch when Batch > 1) waiting for a checkpoint and proof
 	WorkloadGet         = "get"          // GetEntry of random old entries
 	WorkloadProve       = "prove"        // GetInclusionProof of random old entries, verified
-	WorkloadQuery       = "query"        // the query RPC (not on the server yet)
+	WorkloadQuery       = "query"        // Query RPC searches (a user's activity, denials, ...)
 	WorkloadMixed       = "mixed"        // a weighted mix of the above (Mix)
 )
 
@@ -214,9 +214,6 @@ func (c *Config) normalize() ([nKinds]int, error) {
 			return w, fmt.Errorf("bench: unknown workload %q (%s)", c.Workload, strings.Join(Workloads, ", "))
 		}
 		w[k] = 1
-	}
-	if w[kQuery] > 0 {
-		return w, fmt.Errorf("%w: workload query needs the query RPC, which the ledger.v1 API does not have yet", ErrUnsupported)
 	}
 	if c.Batch < 0 || c.Clients < 0 || c.Conns < 0 || c.Rate < 0 || c.Duration < 0 || c.Ops < 0 || c.Warmup < 0 || c.Preload < 0 || c.EventSize < 0 || c.Users < 0 {
 		return w, errors.New("bench: counts, rates and durations must not be negative")

@@ -72,7 +72,11 @@ type Report struct {
 	ServerMode         string  `json:"serverMode"`
 	ServerCPUSeconds   float64 `json:"serverCpuSeconds"`
 	ServerPeakRSSBytes uint64  `json:"serverPeakRssBytes"`
-	ClientCPUSeconds   float64 `json:"clientCpuSeconds"`
+	// ServerCPUMicrosPerEvent divides ServerCPUSeconds by the events (or
+	// reads) of the measured phase: the figure that stays comparable on
+	// a busy machine, where throughput and latency do not.
+	ServerCPUMicrosPerEvent float64 `json:"serverCpuMicrosPerEvent"`
+	ClientCPUSeconds        float64 `json:"clientCpuSeconds"`
 	// DiskBytes is the size of the files of the embedded data
 	// directories after the servers stopped, DiskAllocatedBytes the space
 	// allocated to them (preallocated logs included); BytesPerEvent
@@ -168,10 +172,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	case ModeRemote:
 		row("server CPU / RSS", "not measured (remote)")
 	case ModeInProcess:
-		row("process CPU (srv+cli)", fmt.Sprintf("%.2f s", r.ServerCPUSeconds))
+		row("process CPU (srv+cli)", fmt.Sprintf("%.2f s (%.1f µs/event)", r.ServerCPUSeconds, r.ServerCPUMicrosPerEvent))
 		row("process peak RSS", mib(r.ServerPeakRSSBytes))
 	default:
-		row("server CPU", fmt.Sprintf("%.2f s", r.ServerCPUSeconds))
+		row("server CPU", fmt.Sprintf("%.2f s (%.1f µs/event)", r.ServerCPUSeconds, r.ServerCPUMicrosPerEvent))
 		row("server peak RSS", mib(r.ServerPeakRSSBytes))
 		row("client CPU", fmt.Sprintf("%.2f s", r.ClientCPUSeconds))
 	}

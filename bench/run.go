@@ -19,7 +19,9 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/ledger"
@@ -90,7 +92,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	}
 	clients := make([]*client, cfg.Clients)
 	for i := range clients {
-		clients[i] = newClient(s, i, r.apis[i%len(r.apis)])
+		clients[i] = newClient(s, i, r.apis[i%len(r.apis)], r.qapis[i%len(r.qapis)])
 	}
 
 	// A context that survives ^C for the preload's end, the checks and
@@ -187,6 +189,7 @@ type runner struct {
 
 	conns    []*grpc.ClientConn
 	apis     []pb.LedgerClient // one per connection
+	qapis    []pb.QueryClient  // one per connection
 	nodeAPIs []pb.LedgerClient // one per address
 
 	vkeySource string
@@ -212,6 +215,7 @@ func (r *runner) connect() error {
 		}
 		r.conns = append(r.conns, cc)
 		r.apis = append(r.apis, pb.NewLedgerClient(cc))
+		r.qapis = append(r.qapis, pb.NewQueryClient(cc))
 		if i < len(addrs) {
 			r.nodeAPIs = append(r.nodeAPIs, r.apis[i])
 		}
@@ -273,6 +277,12 @@ func (r *runner) setup(ctx context.Context, weights [nKinds]int) (*shared, error
 	}
 	s.origin = cp.Origin
 	s.pinned.Store(cp)
+	if weights[kQuery] > 0 {
+		_, err := pb.NewQueryClient(r.conns[0]).Query(cctx, &pb.QueryRequest{Filter: &pb.QueryFilter{Result: "denied"}, Limit: 1, SkipTotal: true})
+		if status.Code(err) == codes.Unimplemented {
+			return nil, fmt.Errorf("%w: workload query needs the Query service, which %s does not serve", ErrUnsupported, r.t.addrs[0])
+		}
+	}
 
 	st := &r.rep.Setup
 	st.Target = "remote"
@@ -305,7 +315,7 @@ func (r *runner) setup(ctx context.Context, weights [nKinds]int) (*shared, error
 // prove against.
 func (r *runner) preload(ctx context.Context, s *shared, clients []*client, weights [nKinds]int) (*ledger.Checkpoint, error) {
 	n := r.cfg.Preload
-	if (weights[kGet] > 0 || weights[kProve] > 0) && n == 0 && s.pinned.Load().Size == 0 {
+	if (weights[kGet] > 0 || weights[kProve] > 0 || weights[kQuery] > 0) && n == 0 && s.pinned.Load().Size == 0 {
 		n = 1000
 	}
 	r.rep.Setup.Preload = n
@@ -582,6 +592,9 @@ func (r *runner) finish() {
 	if len(byKind) > 1 {
 		rep.ByKind = byKind
 	}
+	if rep.Events > 0 {
+		rep.ServerCPUMicrosPerEvent = rep.ServerCPUSeconds * 1e6 / float64(rep.Events)
+	}
 	if rep.DurationSeconds > 0 {
 		rep.OpsPerSecond = float64(rep.Ops) / rep.DurationSeconds
 		rep.EventsPerSecond = float64(rep.Events) / rep.DurationSeconds
@@ -600,7 +613,7 @@ func (r *runner) finish() {
 }
 
 // checkCodes are the error codes of client-side verification.
-var checkCodes = map[string]bool{"BadResponse": true, "BadChecksum": true, "InvalidProof": true, "InvalidCheckpoint": true, "WrongLeaf": true}
+var checkCodes = map[string]bool{"BadResponse": true, "BadChecksum": true, "InvalidProof": true, "InvalidCheckpoint": true, "WrongLeaf": true, "WrongResult": true}
 
 // CommandLine renders argv as a shell command line.
 func CommandLine(argv []string) string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -39,7 +38,8 @@ func TestSmokeEachWorkload(t *testing.T) {
 		{name: "append-wait", edit: func(c *Config) { c.Batch = 20 }, events: 20},
 		{name: "get", events: 1},
 		{name: "prove", events: 1},
-		{name: "mixed", edit: func(c *Config) { c.Mix = "append=2,append-batch=1,append-wait=1,get=2,prove=2"; c.Batch = 10 }},
+		{name: "query"},
+		{name: "mixed", edit: func(c *Config) { c.Mix = "append=2,append-batch=1,append-wait=1,get=2,prove=2,query=1"; c.Batch = 10 }},
 		{name: "append", edit: func(c *Config) { c.Rate = 400; c.ClientIDs = true; c.Warmup = 50 * time.Millisecond }, events: 1},
 		{name: "append-batch", edit: func(c *Config) { c.Batch = 20; c.Ops = 0; c.Duration = 300 * time.Millisecond }, events: 20},
 	} {
@@ -87,7 +87,7 @@ func TestSmokeEachWorkload(t *testing.T) {
 			if rep.ServerMode != ModeInProcess || rep.DiskBytes == 0 || rep.TreeSize != c.FinalSize {
 				t.Errorf("mode %s, disk %d, tree %d", rep.ServerMode, rep.DiskBytes, rep.TreeSize)
 			}
-			if cfg.Workload == WorkloadMixed && len(rep.ByKind) != 5 {
+			if cfg.Workload == WorkloadMixed && len(rep.ByKind) != 6 {
 				t.Errorf("mixed: by kind %v", rep.ByKind)
 			}
 		})
@@ -105,13 +105,6 @@ func TestSmokeTextReport(t *testing.T) {
 		if !bytes.Contains(out.Bytes(), []byte(want)) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
-	}
-}
-
-func TestQueryUnsupported(t *testing.T) {
-	_, err := Run(context.Background(), smokeConfig(WorkloadQuery), &bytes.Buffer{})
-	if !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("query: %v, want ErrUnsupported", err)
 	}
 }
 

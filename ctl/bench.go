@@ -34,7 +34,9 @@ directory; --embedded-cluster 3: three nodes on loopback), fsync on unless
 Workloads: append (single events), append-batch (--batch events a call),
 append-wait (wait for a checkpoint and verify the inclusion proof), get
 (random old entries), prove (inclusion proofs of random old entries, verified
-against the first checkpoint), query (needs the query RPC), mixed (--mix).
+against the first checkpoint), query (Query RPC searches: a user's activity,
+denials, an application's events; entries checked against the filter), mixed
+(--mix).
 
 --rate N runs open loop: operation i is due at start + i/N whatever happened
 before, and latency counts from that due time, so a stalling server is not

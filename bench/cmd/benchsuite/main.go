@@ -19,9 +19,37 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/auditledger/ledgerd/bench"
 )
+
+// report holds the fields of a `ledgerctl bench --json` report the suite
+// reads. The suite decodes the JSON rather than import package bench, so
+// that it depends on the command's output only (as any script would) and
+// not on the server packages bench links.
+type report struct {
+	Command          string  `json:"command"`
+	Passed           bool    `json:"passed"`
+	OpsPerSecond     float64 `json:"opsPerSecond"`
+	EventsPerSecond  float64 `json:"eventsPerSecond"`
+	Errors           int64   `json:"errors"`
+	LostEvents       int64   `json:"lostEvents"`
+	ServerCPUSeconds float64 `json:"serverCpuSeconds"`
+	ServerPeakRSS    uint64  `json:"serverPeakRssBytes"`
+	ServerCPUPerEv   float64 `json:"serverCpuMicrosPerEvent"`
+	LatencyMs        struct {
+		P50, P90, P99, P999, Max float64
+	} `json:"latencyMs"`
+	Check struct {
+		Failures []string `json:"failures"`
+	} `json:"check"`
+	Machine struct {
+		CPUs      int     `json:"cpus"`
+		CPUModel  string  `json:"cpuModel"`
+		Kernel    string  `json:"kernel"`
+		MemTotal  uint64  `json:"memTotalBytes"`
+		GoVersion string  `json:"goVersion"`
+		LoadAvg1  float64 `json:"loadAvg1"`
+	} `json:"machine"`
+}
 
 // item is one benchmark of the suite: ledgerctl bench with these args.
 type item struct {
@@ -105,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cmd := exec.CommandContext(ctx, *ctl, argv...)
 			cmd.Stdout, cmd.Stderr = &so, io.MultiWriter(&se, stderr)
 			runErr := cmd.Run()
-			var rep bench.Report
+			var rep report
 			if err := json.Unmarshal(so.Bytes(), &rep); err != nil {
 				res.errs = append(res.errs, fmt.Sprintf("run %d: %v: %s", k, runErr, lastLine(se.String())))
 				failed++
@@ -143,7 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 type result struct {
 	item    item
-	reports []bench.Report
+	reports []report
 	errs    []string
 }
 
@@ -153,7 +181,7 @@ func lastLine(s string) string {
 }
 
 // spread renders the median and the range of the runs' values.
-func spread(rs []bench.Report, f func(*bench.Report) float64, format string) string {
+func spread(rs []report, f func(*report) float64, format string) string {
 	if len(rs) == 0 {
 		return "–"
 	}
@@ -184,8 +212,8 @@ func summary(suite, stamp string, runs int, results []result) string {
 	}
 	fmt.Fprintf(&b, "Each benchmark ran %d times: the median, then the range (min–max) of the runs. ", runs)
 	b.WriteString("Latency is in milliseconds, from the intended send time; fsync on unless the command says --unsafe-nosync. ")
-	b.WriteString("Server CPU is the ledgerd process(es) over the measured phase; RSS is their peak.\n\n")
-	b.WriteString("| benchmark | target | events/s | ops/s | p50 | p99 | p99.9 | server CPU s | server RSS MiB | load at start | lost | result |\n")
+	b.WriteString("Server CPU is the ledgerd process(es)' CPU time over the measured phase divided by the events (a figure that stays comparable on a busy machine); RSS is their peak. Load is the one-minute load average when each run started (2 CPUs: above 1 the machine was shared and throughput and latency suffer).\n\n")
+	b.WriteString("| benchmark | target | events/s | ops/s | p50 | p99 | p99.9 | server CPU µs/event | server RSS MiB | load at start | lost | result |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		rs := r.reports
@@ -199,14 +227,14 @@ func summary(suite, stamp string, runs int, results []result) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
 			r.item.name, r.item.target,
-			spread(rs, func(x *bench.Report) float64 { return x.EventsPerSecond }, "%.0f"),
-			spread(rs, func(x *bench.Report) float64 { return x.OpsPerSecond }, "%.0f"),
-			spread(rs, func(x *bench.Report) float64 { return x.LatencyMs.P50 }, "%.3f"),
-			spread(rs, func(x *bench.Report) float64 { return x.LatencyMs.P99 }, "%.2f"),
-			spread(rs, func(x *bench.Report) float64 { return x.LatencyMs.P999 }, "%.2f"),
-			spread(rs, func(x *bench.Report) float64 { return x.ServerCPUSeconds }, "%.1f"),
-			spread(rs, func(x *bench.Report) float64 { return float64(x.ServerPeakRSSBytes) / (1 << 20) }, "%.0f"),
-			spread(rs, func(x *bench.Report) float64 { return x.Machine.LoadAvg1 }, "%.1f"),
+			spread(rs, func(x *report) float64 { return x.EventsPerSecond }, "%.0f"),
+			spread(rs, func(x *report) float64 { return x.OpsPerSecond }, "%.0f"),
+			spread(rs, func(x *report) float64 { return x.LatencyMs.P50 }, "%.3f"),
+			spread(rs, func(x *report) float64 { return x.LatencyMs.P99 }, "%.2f"),
+			spread(rs, func(x *report) float64 { return x.LatencyMs.P999 }, "%.2f"),
+			spread(rs, func(x *report) float64 { return x.ServerCPUPerEv }, "%.1f"),
+			spread(rs, func(x *report) float64 { return float64(x.ServerPeakRSS) / (1 << 20) }, "%.0f"),
+			spread(rs, func(x *report) float64 { return x.Machine.LoadAvg1 }, "%.1f"),
 			lost, status)
 	}
 	b.WriteString("\nCommands (each run's JSON report holds the exact command line):\n\n")
