@@ -6,7 +6,7 @@ DATA_DIR  ?= $(CURDIR)/.data/dev
 BIN       := $(CURDIR)/bin
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build run test test-short bench bench-micro lint lint-fast proto cluster clean
 
