@@ -115,13 +115,27 @@ func isLoopbackAddr(a net.Addr) bool {
 }
 
 // leaderClient returns a client for the leader, for calls a follower
-// passes on.
-func (s *Service) leaderClient() (pb.ClusterClient, error) {
-	_, api, err := s.n.leaderAPI()
-	if err != nil {
-		return nil, err
+// passes on. During an election it waits (up to ctx, at most
+// ApplyTimeout) for the next leader.
+func (s *Service) leaderClient(ctx context.Context) (pb.ClusterClient, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
+	defer cancel()
+	for {
+		_, api, err := s.n.leaderAPI()
+		if err == nil {
+			return s.n.peers.client(api)
+		}
+		if !errors.Is(err, ledger.ErrNotLeader) {
+			return nil, err
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
 	}
-	return s.n.peers.client(api)
 }
 
 // Forward commits leaves sealed by a follower (leader only).
@@ -206,7 +220,7 @@ func (s *Service) Join(ctx context.Context, req *pb.ClusterJoinRequest) (*pb.Clu
 				return nil, statusError(fmt.Errorf("%w: node %s was never bootstrapped nor joined to a cluster", ErrNotCluster, s.n.cfg.ID))
 			}
 		}
-		cl, err := s.leaderClient()
+		cl, err := s.leaderClient(ctx)
 		if err != nil {
 			return nil, statusError(err)
 		}
@@ -240,7 +254,7 @@ func (s *Service) Remove(ctx context.Context, req *pb.ClusterRemoveRequest) (*pb
 		return nil, statusError(fmt.Errorf("%w: node id is required", ledger.ErrInvalid))
 	}
 	if !s.n.IsLeader() {
-		cl, err := s.leaderClient()
+		cl, err := s.leaderClient(ctx)
 		if err != nil {
 			return nil, statusError(err)
 		}
