@@ -79,7 +79,10 @@ type Config struct {
 	CommitTimeout      time.Duration
 	// Snapshots: after SnapshotThreshold new entries (default 8192),
 	// checked every SnapshotInterval (default 2m); TrailingLogs entries
-	// stay in the log after a snapshot (default 10240).
+	// stay in the log after a snapshot (default 1024: ledger entries are
+	// batches of up to 16 MiB, not hashicorp/raft's small commands, so
+	// its default of 10240 could keep tens of GB of log). A snapshot is
+	// a full copy of the store; one is kept.
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
@@ -219,7 +222,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.snaps, err = hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl); err != nil {
+	if n.snaps, err = hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, hl); err != nil {
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
 	}
 
@@ -242,6 +245,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
+	rc.TrailingLogs = 1024
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
