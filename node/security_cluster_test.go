@@ -117,6 +117,16 @@ func TestErasureOnCluster(t *testing.T) {
 		}
 	}
 
+	// Cluster status is for admins; the node-to-node methods are not
+	// open to API tokens.
+	viewer, _ := n1.createToken(auth.RoleViewer, "")
+	if _, err := pb.NewClusterClient(n2.conn(viewer)).Status(ctx, &pb.ClusterStatusRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("viewer cluster status: %v", err)
+	}
+	if st, err := pb.NewClusterClient(n2.conn(n2.admin)).Status(ctx, &pb.ClusterStatusRequest{}); err != nil || len(st.Nodes) != 3 {
+		t.Errorf("admin cluster status: %v, %v", st, err)
+	}
+
 	n2.stop()
 	n2 = startSecure(t, n2dir, func(c *node.Config) { n2cfg(c); c.Cluster.Join = "" })
 	n2.admin = n1.admin

@@ -193,6 +193,24 @@ func matrixCalls() []call {
 			_, err := F(cc).SinksStatus(ctx, &pb.SinksStatusRequest{})
 			return err
 		}},
+		{"Query/Query", func(ctx context.Context, cc *grpc.ClientConn) error {
+			_, err := pb.NewQueryClient(cc).Query(ctx, &pb.QueryRequest{Limit: 2})
+			return err
+		}},
+		{"Query/Export", func(ctx context.Context, cc *grpc.ClientConn) error {
+			s, err := pb.NewQueryClient(cc).Export(ctx, &pb.ExportRequest{Limit: 2})
+			if err != nil {
+				return err
+			}
+			for {
+				if _, err := s.Recv(); err != nil {
+					if err == io.EOF {
+						return nil
+					}
+					return err
+				}
+			}
+		}},
 		{"Admin/WhoAmI", func(ctx context.Context, cc *grpc.ClientConn) error {
 			_, err := A(cc).WhoAmI(ctx, &pb.WhoAmIRequest{})
 			return err
@@ -240,6 +258,8 @@ var allowed = map[string][]string{
 	"Ledger/GetConsistencyProof": {"audit_viewer", "audit_analyst", "audit_admin", "compliance_officer", "auditor"},
 	"Feed/Subscribe":             {"audit_admin", "compliance_officer"}, // an export
 	"Feed/SinksStatus":           {"audit_admin"},
+	"Query/Query":                {"audit_viewer", "audit_analyst", "audit_admin", "compliance_officer"},
+	"Query/Export":               {"audit_admin", "compliance_officer"},
 	"Admin/WhoAmI":               {"anonymous", "audit_viewer", "audit_analyst", "audit_admin", "compliance_officer", "ingest", "auditor"},
 	"Admin/CreateToken":          {"audit_admin"},
 	"Admin/ListTokens":           {"audit_admin"},
@@ -264,6 +284,17 @@ func TestRoleMatrixGRPC(t *testing.T) {
 	calls := matrixCalls()
 	if len(calls) != len(allowed) {
 		t.Fatalf("%d calls, %d specified", len(calls), len(allowed))
+	}
+	// Every RPC a single node serves to clients is in the matrix (the
+	// Cluster service is checked on a cluster, in TestErasureOnCluster).
+	for m, rule := range auth.DefaultMethods() {
+		name := strings.TrimPrefix(strings.TrimPrefix(m, "/ledger.v1."), "/grpc.health.v1.")
+		if rule.Internal || strings.HasPrefix(name, "Cluster/") || strings.Contains(m, "reflection") || name == "Health/Watch" || name == "Health/List" {
+			continue
+		}
+		if _, ok := allowed[name]; !ok {
+			t.Errorf("%s is not in the role matrix", m)
+		}
 	}
 	for _, c := range calls {
 		for who, cc := range conns {
