@@ -55,16 +55,22 @@ func TestRoleMatrixHTTP(t *testing.T) {
 			q.Header.Set("Content-Type", "application/json")
 			return q
 		},
-		"GET /api/audit/events":             func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/events?limit=2", nil); return q },
-		"GET /api/audit/events/{id}":        func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/events/"+id, nil); return q },
-		"GET /api/audit/checkpoint":         func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/checkpoint", nil); return q },
-		"GET /api/audit/proofs/inclusion":   func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/proofs/inclusion?index=0", nil); return q },
-		"GET /api/audit/proofs/consistency": func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/proofs/consistency?from=1", nil); return q },
-		"GET /health":                       func() *http.Request { q, _ := http.NewRequest("GET", base+"/health", nil); return q },
-		"GET /health/detailed":              func() *http.Request { q, _ := http.NewRequest("GET", base+"/health/detailed", nil); return q },
-		"GET /health/database":              func() *http.Request { q, _ := http.NewRequest("GET", base+"/health/database", nil); return q },
-		"GET /health/dependencies":          func() *http.Request { q, _ := http.NewRequest("GET", base+"/health/dependencies", nil); return q },
-		"GET /metrics":                      func() *http.Request { q, _ := http.NewRequest("GET", base+"/metrics", nil); return q },
+		"GET /api/audit/events":      func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/events?limit=2", nil); return q },
+		"GET /api/audit/events/{id}": func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/events/"+id, nil); return q },
+		"GET /api/audit/checkpoint":  func() *http.Request { q, _ := http.NewRequest("GET", base+"/api/audit/checkpoint", nil); return q },
+		"GET /api/audit/proofs/inclusion": func() *http.Request {
+			q, _ := http.NewRequest("GET", base+"/api/audit/proofs/inclusion?index=0", nil)
+			return q
+		},
+		"GET /api/audit/proofs/consistency": func() *http.Request {
+			q, _ := http.NewRequest("GET", base+"/api/audit/proofs/consistency?from=1", nil)
+			return q
+		},
+		"GET /health":              func() *http.Request { q, _ := http.NewRequest("GET", base+"/health", nil); return q },
+		"GET /health/detailed":     func() *http.Request { q, _ := http.NewRequest("GET", base+"/health/detailed", nil); return q },
+		"GET /health/database":     func() *http.Request { q, _ := http.NewRequest("GET", base+"/health/database", nil); return q },
+		"GET /health/dependencies": func() *http.Request { q, _ := http.NewRequest("GET", base+"/health/dependencies", nil); return q },
+		"GET /metrics":             func() *http.Request { q, _ := http.NewRequest("GET", base+"/metrics", nil); return q },
 	}
 	if len(requests) != len(httpAllowed) {
 		t.Fatalf("%d requests, %d specified", len(requests), len(httpAllowed))
