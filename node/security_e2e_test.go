@@ -451,6 +451,26 @@ func TestEncryptionThroughTheAPI(t *testing.T) {
 	if h := merkle.LeafHash(e.Leaf); !bytes.Equal(h[:], r.Result.LeafHash) {
 		t.Error("the leaf returned is not the one appended")
 	}
+	// Queries find a subject by its (encrypted) actor id, after a key
+	// rotation too, and show it decrypted.
+	if _, err := pb.NewAdminClient(sn.conn(sn.admin)).RotateKey(ctx, &pb.RotateKeyRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewLedgerClient(sn.conn(ingest)).Append(ctx, &pb.AppendRequest{Event: seedEvent("alice@example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := pb.NewQueryClient(sn.conn(viewer)).Query(ctx, &pb.QueryRequest{Filter: &pb.QueryFilter{ActorId: "alice@example.com"}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Entries) != 2 {
+		t.Fatalf("query by actor found %d entries, want 2", len(q.Entries))
+	}
+	for _, e := range q.Entries {
+		if e.Event.Actor.Id != "alice@example.com" || e.Event.Action.Metadata["password"] != fieldcrypt.Encrypted {
+			t.Errorf("query result %v", e.Event)
+		}
+	}
 	scanLogs(t, sn, []string{ingest, viewer, comp, "correct-horse"})
 }
 
