@@ -13,14 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/auditledger/ledgerd/ledger"
 )
 
 // Benchmarks. The query benchmarks build one shared store of
 // benchEvents() events (default 1,000,000; env LEDGER_QUERY_BENCH_EVENTS)
-// from 10,000 actors over 7 days, once per test binary:
+// from 10,000 actors over 7 days, once per test binary, and wait for its
+// compactions to settle (env LEDGER_QUERY_BENCH_CACHE_MB sets Pebble's
+// block cache; default Pebble's 8 MB):
 //
-//	go test -run '^$' -bench . -benchtime 2000x ./query/
+//	go test -run '^$' -bench Query -benchtime 2000x ./query/
 //
 // Half the events come from 100 busy actors (about 700 a day each), the
 // rest from 9,900 quiet ones; 50 resource types, 4 results, 20
@@ -115,6 +119,11 @@ func benchStore(b *testing.B) (*ledger.Store, *Engine) {
 		}
 		idx := NewIndex()
 		opts := ledger.StoreOptions{NoSync: true}
+		if mb, err := strconv.Atoi(os.Getenv("LEDGER_QUERY_BENCH_CACHE_MB")); err == nil && mb > 0 {
+			c := pebble.NewCache(int64(mb) << 20)
+			defer c.Unref()
+			opts.Pebble = &pebble.Options{Cache: c}
+		}
 		idx.Install(&opts)
 		st, err := ledger.OpenStore(bench.dir, opts)
 		if err != nil {
@@ -139,9 +148,15 @@ func benchStore(b *testing.B) (*ledger.Store, *Engine) {
 			bench.err = err
 			return
 		}
+		// Measure a settled store, not one still compacting its build.
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if st.Health().CompactionsInProgress == 0 && st.Health().L0Sublevels <= 1 {
+				break
+			}
+		}
 		bench.eng, bench.err = NewEngine(EngineOptions{Store: st, CursorKey: []byte("bench")})
-		fmt.Fprintf(os.Stderr, "query bench: built %d events in %v (%.0f events/s, indexes included, no fsync)\n",
-			total, bench.build.Round(time.Millisecond), float64(total)/bench.build.Seconds())
+		fmt.Fprintf(os.Stderr, "query bench: built %d events in %v (%.0f events/s, indexes included, no fsync); block cache %s MB (empty: Pebble's default 8)\n",
+			total, bench.build.Round(time.Millisecond), float64(total)/bench.build.Seconds(), os.Getenv("LEDGER_QUERY_BENCH_CACHE_MB"))
 	})
 	if bench.err != nil {
 		b.Fatal(bench.err)

@@ -201,7 +201,11 @@ func (e *Engine) Query(ctx context.Context, req Request) (*Page, error) {
 		page.NextCursor = e.sealCursor(cursor{desc: req.Descending,
 			filterHash: x.fh, page: uint32(page.Page + 1), pos: lastPos})
 	}
-	if !req.SkipTotal {
+	switch {
+	case req.SkipTotal:
+	case x.cur == nil && !page.HasMore:
+		page.Total = uint64(len(page.Rows)) // the first page holds every match
+	default:
 		if page.Total, page.TotalEstimated, err = x.count(ctx); err != nil {
 			return nil, err
 		}
