@@ -34,8 +34,11 @@ type Config struct {
 	// actor.userAgent.
 	PersonalFields []string `json:"personalFields"`
 	// SearchableFields are personal fields encrypted deterministically
-	// (see the package doc), so a subject's events can be found by value.
-	// Default: actor.id.
+	// under the subject's data key (see format.go): equal values of one
+	// subject have equal stored forms, so they can be looked up by value
+	// and indexed once. That shows which of a subject's events share a
+	// value, nothing more; sensitive fields never are. Default: the
+	// default personal fields.
 	SearchableFields []string `json:"searchableFields"`
 }
 
@@ -43,7 +46,7 @@ type Config struct {
 var (
 	DefaultSensitiveFields  = []string{"password", "token", "ssn", "creditCard"}
 	DefaultPersonalFields   = []string{"actor.id", "actor.ip", "actor.session", "actor.userAgent"}
-	DefaultSearchableFields = []string{"actor.id"}
+	DefaultSearchableFields = []string{"actor.id", "actor.ip", "actor.session", "actor.userAgent"}
 	DefaultSubjectField     = "actor.id"
 )
 

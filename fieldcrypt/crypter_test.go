@@ -60,7 +60,17 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestStoredFormsAreDeterministic(t *testing.T) {
-	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	// By default every personal field is searchable.
+	d := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	dr := d.append(t, event("bob"), event("bob"))
+	if a, b := decode(t, d, dr[0].Index), decode(t, d, dr[1].Index); a.Actor.IP != b.Actor.IP || a.Action.Metadata["password"] == b.Action.Metadata["password"] {
+		t.Fatal("default: ip should be deterministic, the sensitive password random")
+	}
+	if f, err := d.c.StoredForms("bob", "actor.ip", "203.0.113.77"); err != nil || len(f) != 1 || f[0] != decode(t, d, dr[0].Index).Actor.IP {
+		t.Fatalf("StoredForms(actor.ip) = %v, %v", f, err)
+	}
+
+	e := newEnv(t, t.TempDir(), Config{SearchableFields: []string{"actor.id"}}, randKey(t))
 	r := e.append(t, event("bob"), event("carol"), event("bob"))
 	_, l0 := e.read(t, r[0].Index, false)
 	forms, err := e.c.StoredForms("bob", "actor.id", "bob")

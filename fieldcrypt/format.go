@@ -19,12 +19,15 @@ import (
 // "ledgerd field\x00" || class || "\x00" || field name, so a ciphertext
 // moved to another field or class does not decrypt.
 //
-// Nonces are fresh random bytes, except for searchable fields (actor.id
-// by default), whose nonce is HMAC-SHA256(siv key of the data key,
-// field name || 0x00 || value)[:12]: the same subject and value give the
-// same stored string (while its data key lives), so the query layer can
-// find a subject's events by its stored form (Crypter.StoredForms)
-// without plaintext in any leaf.
+// Nonces are fresh random bytes, except for searchable personal fields
+// (by default the actor's id, ip, session and user agent), whose nonce is
+// HMAC-SHA256(siv key of the data key, field name || 0x00 || value)[:12]
+// (a synthetic IV): the same subject and value give the same stored
+// string while the data key lives, so the query layer can find a
+// subject's events by value (Crypter.StoredForms) and index each value
+// once, without plaintext in any leaf. This reveals which events of one
+// subject share a value (the data key id already ties them to one
+// subject) and nothing else; sensitive fields always get random nonces.
 const (
 	ClassSensitive = "enc"
 	ClassPersonal  = "pii"
