@@ -122,9 +122,8 @@ func TestRolePermissions(t *testing.T) {
 
 // memKV is an in-memory reserved table with a committer.
 type memKV struct {
-	m     map[string][]byte
-	fail  error
-	order []string
+	m    map[string][]byte
+	fail error
 }
 
 func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
