@@ -14,6 +14,7 @@ import (
 	"time"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/auth"
 	"github.com/auditledger/ledgerd/ledger"
 	"github.com/auditledger/ledgerd/query"
 )
@@ -547,7 +548,7 @@ func (a *httpAPI) getConsistency(w http.ResponseWriter, r *http.Request) {
 // read touched.
 func describeHTTPQuery(req any) string {
 	if r, ok := req.(*http.Request); ok {
-		return r.URL.RawQuery
+		return auth.RedactQuery(r.URL.RawQuery) // search terms may be personal data
 	}
 	return ""
 }

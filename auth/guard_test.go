@@ -184,3 +184,18 @@ func TestGuardHTTP(t *testing.T) {
 }
 
 func toStatusErr() error { return &DeniedError{Principal: "x", Missing: PermRead} }
+
+func TestRedaction(t *testing.T) {
+	got := RedactQuery("actorId=alice%40example.com&resource=user_profile&actorIp=10.0.0.1&limit=5&requestId=req-1&bogus=x")
+	want := "actorId=%5Bredacted%5D&actorIp=%5Bredacted%5D&bogus=%5Bredacted%5D&limit=5&requestId=%5Bredacted%5D&resource=user_profile"
+	if got != want {
+		t.Fatalf("RedactQuery = %q\nwant %q", got, want)
+	}
+	f := redactFilter(&pb.QueryFilter{ActorId: "alice", ActorIp: "10.0.0.1", Resource: "doc", ResourceId: "user-9"})
+	if strings.Contains(f, "alice") || strings.Contains(f, "10.0.0.1") || strings.Contains(f, "user-9") || !strings.Contains(f, `resource="doc"`) {
+		t.Fatalf("redactFilter = %s", f)
+	}
+	if RedactQuery("%zz") != "[unparseable query]" || RedactQuery("") != "" {
+		t.Fatal("edge cases")
+	}
+}

@@ -114,12 +114,12 @@ func describeSubscribe(req any) string {
 
 func describeQuery(req any) string {
 	r := req.(*pb.QueryRequest)
-	return fmt.Sprintf("filter {%v}, descending %t, limit %d", r.GetFilter(), r.Descending, r.Limit)
+	return fmt.Sprintf("filter {%s}, descending %t, limit %d", redactFilter(r.GetFilter()), r.Descending, r.Limit)
 }
 
 func describeExport(req any) string {
 	r := req.(*pb.ExportRequest)
-	return fmt.Sprintf("filter {%v}, descending %t, limit %d", r.GetFilter(), r.Descending, r.Limit)
+	return fmt.Sprintf("filter {%s}, descending %t, limit %d", redactFilter(r.GetFilter()), r.Descending, r.Limit)
 }
 
 func describeJoin(req any) string {

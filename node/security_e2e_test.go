@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -471,7 +472,36 @@ func TestEncryptionThroughTheAPI(t *testing.T) {
 			t.Errorf("query result %v", e.Event)
 		}
 	}
-	scanLogs(t, sn, []string{ingest, viewer, comp, "correct-horse"})
+	// The same over HTTP; then no leaf at all — events and the
+	// self-audit events of these reads and searches — holds the
+	// subject's identity or any other personal value in clear.
+	hq, _ := http.NewRequest("GET", "http://"+sn.n.HTTPAddr()+"/api/audit/events?actorId=alice%40example.com&actorIp=198.51.100.23", nil)
+	hq.Header.Set("Authorization", "Bearer "+viewer)
+	hr, err := http.DefaultClient.Do(hq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	if hr.StatusCode != 200 || strings.Count(string(hb), `"alice@example.com"`) != 2 {
+		t.Fatalf("HTTP query by actor: %d %s", hr.StatusCode, hb)
+	}
+	if err := sn.n.SelfAudit().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := sn.n.Ledger().Store()
+	for i := uint64(0); i < st.State().Size; i++ {
+		leaf, err := st.Leaf(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"alice@example.com", "alice%40example.com", "198.51.100.23", "sess-alice", "correct-horse"} {
+			if bytes.Contains(leaf, []byte(p)) {
+				t.Errorf("leaf %d holds %q in clear", i, p)
+			}
+		}
+	}
+	scanLogs(t, sn, []string{ingest, viewer, comp, "correct-horse", "alice@example.com"})
 }
 
 func TestSelfAudit(t *testing.T) {
