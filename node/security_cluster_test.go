@@ -119,7 +119,7 @@ func TestErasureOnCluster(t *testing.T) {
 
 	// Cluster status is for admins; the node-to-node methods are not
 	// open to API tokens.
-	viewer, _ := n1.createToken(auth.RoleViewer, "")
+	viewer, _ := n2.createToken(auth.RoleViewer, "") // made where it is used: replication to other members lags
 	if _, err := pb.NewClusterClient(n2.conn(viewer)).Status(ctx, &pb.ClusterStatusRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("viewer cluster status: %v", err)
 	}
