@@ -31,6 +31,7 @@ type globals struct {
 	addr    string
 	token   string
 	timeout time.Duration
+	tls     tlsFlags // tls.go
 
 	getenv func(string) string
 	stdin  io.Reader
@@ -52,6 +53,11 @@ func (g *globals) bindFlags(cmd *cobra.Command) {
 	// --help never prints it.
 	f.StringVar(&g.token, "token", "", "bearer token sent as \"authorization: Bearer <token>\" (env LEDGER_TOKEN)")
 	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "deadline of each RPC")
+	f.BoolVar(&g.tls.enabled, "tls", false, "connect with TLS, verifying the server with the system's roots (or --ca)")
+	f.StringVar(&g.tls.ca, "ca", envOr(g.getenv, "LEDGER_CA", ""), "CA certificate (PEM) of the server; turns on TLS (env LEDGER_CA)")
+	f.StringVar(&g.tls.cert, "cert", envOr(g.getenv, "LEDGER_CERT", ""), "client certificate (PEM) for mutual TLS (env LEDGER_CERT)")
+	f.StringVar(&g.tls.key, "key-file", envOr(g.getenv, "LEDGER_KEY", ""), "private key (PEM) of --cert (env LEDGER_KEY)")
+	f.StringVar(&g.tls.serverName, "server-name", "", "name to verify the server's certificate against (default: the --addr host)")
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -79,7 +85,11 @@ func (g *globals) conn() (*grpc.ClientConn, error) {
 	if g.token == "" {
 		g.token = g.getenv("LEDGER_TOKEN")
 	}
-	cc, err := grpc.NewClient(g.addr, g.dialOptions()...)
+	creds, err := g.tls.transportCredentials()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(g.addr, append(g.dialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}
