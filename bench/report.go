@@ -86,6 +86,10 @@ type Report struct {
 	TreeSize           uint64  `json:"treeSize"`
 	BytesPerEvent      float64 `json:"bytesPerEvent,omitempty"`
 
+	// Timeline has the operations, events and errors finished in each
+	// second of the measured phase.
+	Timeline []Second `json:"timeline,omitempty"`
+
 	// Warnings are things that went wrong without failing the checks
 	// (an embedded server that did not stop cleanly).
 	Warnings []string `json:"warnings,omitempty"`
@@ -93,6 +97,13 @@ type Report struct {
 	Setup   Setup   `json:"setup"`
 	Check   Check   `json:"check"`
 	Machine Machine `json:"machine"`
+}
+
+// Second is one second of the measured phase.
+type Second struct {
+	Ops    int64 `json:"ops"`
+	Events int64 `json:"events"`
+	Errors int64 `json:"errors"`
 }
 
 // Setup is the configuration as run.
@@ -161,6 +172,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("p99", fmt.Sprintf("%.3f ms", l.P99))
 	row("p99.9", fmt.Sprintf("%.3f ms", l.P999))
 	row("max", fmt.Sprintf("%.3f ms", l.Max))
+	if len(r.Timeline) > 1 {
+		lo, hi := r.Timeline[0].Events, r.Timeline[0].Events
+		for _, x := range r.Timeline {
+			lo, hi = min(lo, x.Events), max(hi, x.Events)
+		}
+		row("events/s by second", fmt.Sprintf("min %d, max %d", lo, hi))
+	}
 	row("errors", fmt.Sprintf("%d", r.Errors))
 	for _, code := range slices.Sorted(maps.Keys(r.ErrorsByCode)) {
 		row("  "+code, fmt.Sprintf("%d", r.ErrorsByCode[code]))

@@ -465,6 +465,10 @@ func (r *runner) phase(ctx context.Context, name string, clients []*client, dur 
 	sh.events.Store(0)
 	sh.errs.Store(0)
 	stopProgress := r.startProgress(name, start, dur, ops, &sh.ops, "ops", &sh.errs)
+	stopTimeline := func() {}
+	if record {
+		stopTimeline = r.sampleTimeline(sh)
+	}
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Add(1)
@@ -479,6 +483,7 @@ func (r *runner) phase(ctx context.Context, name string, clients []*client, dur 
 	}
 	wg.Wait()
 	elapsed := clk.Now().Sub(start)
+	stopTimeline()
 	stopProgress()
 	var notSent int64
 	if s.Interval > 0 && ctx.Err() == nil {
@@ -493,6 +498,37 @@ func (r *runner) phase(ctx context.Context, name string, clients []*client, dur 
 	}
 	return elapsed, notSent
 }
+
+// sampleTimeline records the events and operations finished in each
+// second of the measured phase (stalls and slow-downs as the store grows
+// show there, not in the averages) until the returned func is called.
+func (r *runner) sampleTimeline(sh *shared) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		var lastOps, lastEv, lastErr int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+			}
+			o, e, x := sh.ops.Load(), sh.events.Load(), sh.errs.Load()
+			if len(r.rep.Timeline) < maxTimeline {
+				r.rep.Timeline = append(r.rep.Timeline, Second{Ops: o - lastOps, Events: e - lastEv, Errors: x - lastErr})
+			}
+			lastOps, lastEv, lastErr = o, e, x
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// maxTimeline bounds the timeline (an hour).
+const maxTimeline = 3600
 
 // startProgress prints a progress line every half second until the
 // returned func is called.
