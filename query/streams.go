@@ -202,6 +202,11 @@ type posting struct {
 	chunk []uint64
 	at    int
 	valid bool
+	// Where the list ran out: nothing >= geEnd (set by seekGE) or
+	// <= leEnd (seekLE), so later seeks past it answer at once (an
+	// empty alternative of a union is asked on every step).
+	geEnd, leEnd       uint64
+	geEndSet, leEndSet bool
 }
 
 func openPosting(ctx context.Context, db *pebble.DB, t alt, lo, hi uint64) (*posting, error) {
@@ -298,8 +303,14 @@ func (p *posting) last() uint64 { return p.chunk[len(p.chunk)-1] }
 // next one; otherwise one seek finds it.
 func (p *posting) seekGE(t uint64) (uint64, bool, error) {
 	t = max(t, p.lo)
+	if p.geEndSet && t >= p.geEnd {
+		return 0, false, nil
+	}
 	if !p.valid || len(p.chunk) == 0 || p.last() < t {
 		if err := p.chunkGE(t); err != nil || !p.valid {
+			if err == nil {
+				p.geEnd, p.geEndSet = t, true
+			}
 			return 0, false, err
 		}
 		p.at = 0
@@ -356,8 +367,14 @@ func (p *posting) seekLE(t uint64) (uint64, bool, error) {
 		}
 		t = p.hi - 1
 	}
+	if p.leEndSet && t <= p.leEnd {
+		return 0, false, nil
+	}
 	if !p.valid || len(p.chunk) == 0 || p.chunk[0] > t {
 		if err := p.chunkLE(t); err != nil || !p.valid {
+			if err == nil {
+				p.leEnd, p.leEndSet = t, true
+			}
 			return 0, false, err
 		}
 		p.at = len(p.chunk) - 1
