@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,5 +130,17 @@ func TestQueryOnCluster(t *testing.T) {
 	}
 	if code := n3.getJSON(t, "/health/dependencies", &deps); code != http.StatusOK || deps.Status != "healthy" || deps.Raft.Mode != "cluster" || deps.Raft.LeaderID != "n1" || len(deps.Raft.Nodes) != 3 {
 		t.Fatalf("/health/dependencies: %d %+v", code, deps)
+	}
+	// Raft's own metrics are on the node's registry too.
+	resp, err := http.Get("http://" + n3.n.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, name := range []string{"ledgerd_raft_state", "ledgerd_raft_term", "ledgerd_raft_commit_index", "ledgerd_raft_applied_index", "ledger_tree_size"} {
+		if !strings.Contains(string(body), "\n"+name+" ") {
+			t.Errorf("/metrics of a cluster member has no %s", name)
+		}
 	}
 }
