@@ -217,7 +217,7 @@ func (c *client) account(k int, latency time.Duration, events int, err error) {
 		c.s.events.Add(int64(events))
 	}
 	if !c.record {
-		if _, ok := err.(*checkError); ok {
+		if _, ok := err.(*checkError); ok || status.Code(err) == codes.DataLoss {
 			c.countErr(err) // correctness failures count in every phase
 		}
 		return

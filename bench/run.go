@@ -639,7 +639,7 @@ func (r *runner) finish() {
 	// Responses that failed client-side verification fail the run.
 	for _, code := range slices.Sorted(maps.Keys(rep.ErrorsByCode)) {
 		if checkCodes[code] {
-			rep.Check.failf("%d responses failed verification (%s)", rep.ErrorsByCode[code], code)
+			rep.Check.failf("%d responses failed verification or reported corrupt data (%s)", rep.ErrorsByCode[code], code)
 		}
 	}
 	if len(rep.ErrorSamples) == 0 {
@@ -648,8 +648,10 @@ func (r *runner) finish() {
 	rep.Passed = rep.LostEvents == 0 && len(rep.Check.Failures) == 0
 }
 
-// checkCodes are the error codes of client-side verification.
-var checkCodes = map[string]bool{"BadResponse": true, "BadChecksum": true, "InvalidProof": true, "InvalidCheckpoint": true, "WrongLeaf": true, "WrongResult": true}
+// checkCodes are the error codes that fail a run: client-side
+// verification failures, and DataLoss, the server's own word that it
+// found its data corrupt.
+var checkCodes = map[string]bool{"BadResponse": true, "BadChecksum": true, "InvalidProof": true, "InvalidCheckpoint": true, "WrongLeaf": true, "WrongResult": true, "DataLoss": true}
 
 // CommandLine renders argv as a shell command line.
 func CommandLine(argv []string) string {

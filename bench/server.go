@@ -20,6 +20,10 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/node"
 )
 
@@ -266,7 +270,7 @@ func spawn(ctx context.Context, bin string, args, env []string, logFile string, 
 	case addr := <-addrc:
 		return p, addr, nil
 	case <-p.exited:
-		return nil, "", fmt.Errorf("bench: %s exited before serving (%v); see %s", bin, p.waitErr, logFile)
+		return nil, "", fmt.Errorf("bench: %s exited before serving (%v); its log ends:\n%s", bin, p.waitErr, logTail(logFile, 5))
 	case <-wait.C:
 		p.terminate(context.Background())
 		return nil, "", fmt.Errorf("bench: %s did not serve within 30s; see %s", bin, logFile)
@@ -274,6 +278,16 @@ func spawn(ctx context.Context, bin string, args, env []string, logFile string, 
 		p.terminate(context.Background())
 		return nil, "", ctx.Err()
 	}
+}
+
+// logTail returns the last n lines of a log file.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // terminateAll stops every server process at once, as an operator
@@ -406,8 +420,40 @@ func startCluster(ctx context.Context, cfg *Config, dir string, t *target) error
 		if err := startProcess(ctx, cfg, filepath.Join(dir, id), t, extra...); err != nil {
 			return err
 		}
+		if i == 1 {
+			// A join sent before the first node has won its first
+			// election fails after the join's deadline (seen with
+			// ledgerd at 8136301); wait for a leader.
+			if err := waitLeader(ctx, t.addrs[0], t.token); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// waitLeader polls a node until a linearizable checkpoint read (a leader
+// barrier) succeeds.
+func waitLeader(ctx context.Context, addr, token string) error {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer cc.Close()
+	api := pb.NewLedgerClient(cc)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		_, err := api.GetCheckpoint(ctx, &pb.GetCheckpointRequest{Linearizable: true})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: the first node of the cluster elected no leader: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // freePort returns a loopback address nobody listens on (for a moment:
