@@ -423,7 +423,7 @@ func startCluster(ctx context.Context, cfg *Config, dir string, t *target) error
 		if i == 1 {
 			// A join sent before the first node has won its first
 			// election fails after the join's deadline (seen with
-			// ledgerd at 8136301); wait for a leader.
+			// ledgerd at 3856f6c); wait for a leader.
 			if err := waitLeader(ctx, t.addrs[0], t.token); err != nil {
 				return err
 			}
