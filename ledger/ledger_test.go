@@ -371,3 +371,68 @@ func TestTileSegmentsSurviveRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestProofsWhileTilesFill reads proofs while appends keep filling tiles:
+// a reader must never see a tile as missing in the moment the batch that
+// completes it (full row written, segments deleted) becomes visible.
+func TestProofsWhileTilesFill(t *testing.T) {
+	keys := newTestKeys(t)
+	l, st := openTestLedger(t, t.TempDir(), keys, StoreOptions{NoSync: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 150 && ctx.Err() == nil; i++ {
+				if _, err := l.Append(ctx, benchEvents(7)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	var readers sync.WaitGroup
+	for r := range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				cp := l.Checkpoint()
+				if cp.Size == 0 {
+					continue
+				}
+				idx := uint64(n*7919+r) % cp.Size
+				p, err := st.InclusionProof(idx, cp.Size)
+				if err != nil {
+					errs <- err
+					return
+				}
+				leaf, err := st.Leaf(idx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := merkle.VerifyInclusion(merkle.LeafHash(leaf), idx, cp.Size, p, cp.Root); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

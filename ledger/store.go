@@ -399,7 +399,7 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 		if len(s.edge[lvl]) == merkle.TileWidth {
 			tile := id.Index / merkle.TileWidth
 			b.Set(tileKey(lvl, tile), encodeRow(s.edge[lvl]), nil)
-			b.DeleteRange(tileSegKey(lvl, tile, 0), tileSegKey(lvl, tile+1, 0), nil)
+			b.DeleteRange(tileSegKey(lvl, tile, 0), tileKey(lvl, tile+1), nil)
 			s.edge[lvl] = s.edge[lvl][:0]
 			segStart[lvl] = 0
 		}

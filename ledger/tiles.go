@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -14,18 +13,13 @@ import (
 // tileRow reads the stored row of tile (level, index): the full row, or
 // the segments of a partial tile joined in order. Rows only ever grow, so
 // any stored row holds every node that was complete when it was written.
+//
+// One iterator reads both forms from one consistent view: a Get of the
+// full row followed by a scan of the segments could miss both when the
+// batch that fills the tile (writing the row, deleting the segments)
+// lands in between.
 func (s *Store) tileRow(level uint8, index uint64) ([]merkle.Hash, error) {
-	v, err := s.get(tileKey(level, index))
-	switch {
-	case err == nil:
-		if len(v) != merkle.TileWidth*merkle.HashSize {
-			return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
-		}
-		return decodeRow(v, nil), nil
-	case !errors.Is(err, ErrNotFound):
-		return nil, err
-	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: tileSegKey(level, index, 0), UpperBound: tileSegKey(level, index+1, 0)})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: tileKey(level, index), UpperBound: tileKey(level, index+1)})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read tile %d/%d: %w", level, index, err)
 	}
@@ -33,6 +27,12 @@ func (s *Store) tileRow(level uint8, index uint64) ([]merkle.Hash, error) {
 	var row []merkle.Hash
 	for ok := it.First(); ok; ok = it.Next() {
 		k, v := it.Key(), it.Value()
+		if len(k) == 11 { // the full row; segments after it are stale
+			if len(v) != merkle.TileWidth*merkle.HashSize {
+				return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
+			}
+			return decodeRow(v, nil), nil
+		}
 		if len(k) != 13 || int(binary.BigEndian.Uint16(k[11:])) != len(row) ||
 			len(v) == 0 || len(v)%merkle.HashSize != 0 || len(row)+len(v)/merkle.HashSize >= merkle.TileWidth {
 			return nil, fmt.Errorf("%w: tile %d/%d: bad segment %x", ErrCorrupt, level, index, k)
