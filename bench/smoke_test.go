@@ -51,14 +51,6 @@ func TestSmokeEachWorkload(t *testing.T) {
 			var out bytes.Buffer
 			cfg.JSON = true
 			rep, err := Run(context.Background(), cfg, &out)
-			if err != nil && rep != nil && rep.ErrorsByCode["DataLoss"] > 0 && cfg.Workload == WorkloadAppendWait && cfg.Batch > 1 {
-				// The ledger answers some concurrent AppendBatch calls that
-				// wait for a checkpoint with "corrupt data: tile 0/N
-				// missing" (ledger at 5641e8b; reported on issue 8). The
-				// harness fails such a run, as it should; this test waits
-				// for the fix.
-				t.Skipf("known ledger bug, DataLoss on append-wait batches: %v", err)
-			}
 			if err != nil {
 				t.Fatalf("Run: %v\n%s", err, out.String())
 			}
