@@ -157,8 +157,6 @@ func kindByName(s string) (kind, bool) {
 	return kind(i), i >= 0
 }
 
-func (k kind) appends() bool { return k <= kAppendWait }
-
 // parseMix parses "append=80,get=10,prove=10" into cumulative weights.
 func parseMix(s string) (weights [nKinds]int, err error) {
 	for part := range strings.SplitSeq(s, ",") {

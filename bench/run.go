@@ -194,7 +194,6 @@ type runner struct {
 
 	vkeySource string
 	clients    []*client
-	usage0     usageSnap
 }
 
 func (r *runner) connect() error {
