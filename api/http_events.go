@@ -172,18 +172,22 @@ func onlyParams(q url.Values, allowed ...string) error {
 	return nil
 }
 
-func (a *httpAPI) postEvent(w http.ResponseWriter, r *http.Request) {
+// appendBody reads what both append routes take: the optional "wait"
+// parameter (no other) and a JSON body of at most limit bytes.
+func appendBody(w http.ResponseWriter, r *http.Request, limit int64) (wait bool, body []byte, err error) {
 	q := r.URL.Query()
 	if err := onlyParams(q, "wait"); err != nil {
-		a.fail(w, r, err)
-		return
+		return false, nil, err
 	}
-	wait, err := boolParam(q, "wait")
-	if err != nil {
-		a.fail(w, r, err)
-		return
+	if wait, err = boolParam(q, "wait"); err != nil {
+		return false, nil, err
 	}
-	body, err := readJSONBody(w, r, maxEventBody)
+	body, err = readJSONBody(w, r, limit)
+	return wait, body, err
+}
+
+func (a *httpAPI) postEvent(w http.ResponseWriter, r *http.Request) {
+	wait, body, err := appendBody(w, r, maxEventBody)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -216,17 +220,7 @@ func (a *httpAPI) postEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *httpAPI) postBatch(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if err := onlyParams(q, "wait"); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	wait, err := boolParam(q, "wait")
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	body, err := readJSONBody(w, r, maxBatchBody)
+	wait, body, err := appendBody(w, r, maxBatchBody)
 	if err != nil {
 		a.fail(w, r, err)
 		return
