@@ -43,9 +43,18 @@ func EventToProto(e *ledger.Event) *pb.Event {
 // EntryToProto decodes a stored leaf into its wire entry; the leaf bytes
 // travel verbatim.
 func EntryToProto(index uint64, leaf []byte) (*pb.Entry, error) {
+	return entryToProto(index, leaf, nil)
+}
+
+// entryToProto decodes leaf and, when view is set, lets it rewrite the
+// decoded event (never the leaf bytes) before conversion.
+func entryToProto(index uint64, leaf []byte, view func(*ledger.Event)) (*pb.Entry, error) {
 	e, err := ledger.DecodeLeaf(leaf)
 	if err != nil {
 		return nil, err
+	}
+	if view != nil {
+		view(&e.Event)
 	}
 	h := merkle.LeafHash(leaf)
 	return &pb.Entry{

@@ -2,11 +2,9 @@ package api
 
 import (
 	"context"
-	"time"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/ledger"
-	"github.com/auditledger/ledgerd/merkle"
 )
 
 // EventView rewrites, in place, an event decoded from a stored leaf
@@ -21,19 +19,5 @@ func (v EventView) entry(ctx context.Context, index uint64, leaf []byte) (*pb.En
 	if v == nil {
 		return EntryToProto(index, leaf)
 	}
-	e, err := ledger.DecodeLeaf(leaf)
-	if err != nil {
-		return nil, err
-	}
-	v(ctx, &e.Event)
-	h := merkle.LeafHash(leaf)
-	return &pb.Entry{
-		Index:      index,
-		Leaf:       leaf,
-		LeafHash:   h[:],
-		Event:      EventToProto(&e.Event),
-		ReceivedAt: e.ReceivedTime().Format(time.RFC3339Nano),
-		KeyId:      e.KeyID,
-		Signature:  e.Signature,
-	}, nil
+	return entryToProto(index, leaf, func(e *ledger.Event) { v(ctx, e) })
 }
