@@ -36,6 +36,11 @@ func TestTail(t *testing.T) {
 	}
 
 	// With --key every proof is verified; lines carry proof and checkpoint.
+	// A proven feed stops at the newest checkpoint, which the signer makes
+	// a few milliseconds after the append: wait until it covers all 30.
+	if _, err := tn.n.Ledger().WaitCheckpoint(context.Background(), 30); err != nil {
+		t.Fatal(err)
+	}
 	out := tn.mustCtl("", "tail", "--key", tn.vkey())
 	withProof := lines[tailLine](t, out)
 	if len(withProof) != 30 || withProof[29].Inclusion == nil || withProof[29].Checkpoint == "" {
