@@ -116,11 +116,16 @@ func isLoopbackAddr(a net.Addr) bool {
 
 // leaderClient returns a client for the leader, for calls a follower
 // passes on. During an election it waits (up to ctx, at most
-// ApplyTimeout) for the next leader.
+// ApplyTimeout) for the next leader; when that turns out to be this node
+// (a node just bootstrapped wins its first election) it returns a nil
+// client and the caller serves the call itself.
 func (s *Service) leaderClient(ctx context.Context) (pb.ClusterClient, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
 	defer cancel()
 	for {
+		if s.n.IsLeader() {
+			return nil, nil
+		}
 		_, api, err := s.n.leaderAPI()
 		if err == nil {
 			return s.n.peers.client(api)
@@ -220,15 +225,19 @@ func (s *Service) Join(ctx context.Context, req *pb.ClusterJoinRequest) (*pb.Clu
 				return nil, statusError(fmt.Errorf("%w: node %s was never bootstrapped nor joined to a cluster", ErrNotCluster, s.n.cfg.ID))
 			}
 		}
+		// A node just bootstrapped has no leader until it wins its first
+		// election, and then the leader is this node: wait for either.
 		cl, err := s.leaderClient(ctx)
 		if err != nil {
 			return nil, statusError(err)
 		}
-		resp, err := cl.Join(s.n.peers.outgoing(ctx), req)
-		if err != nil {
-			return nil, err // already a status from the leader
+		if cl != nil {
+			resp, err := cl.Join(s.n.peers.outgoing(ctx), req)
+			if err != nil {
+				return nil, err // already a status from the leader
+			}
+			return resp, nil
 		}
-		return resp, nil
 	}
 	if err := s.n.addVoter(ctx, req.NodeId, req.RaftAddr, req.ApiAddr); err != nil {
 		return nil, statusError(err)
@@ -258,7 +267,9 @@ func (s *Service) Remove(ctx context.Context, req *pb.ClusterRemoveRequest) (*pb
 		if err != nil {
 			return nil, statusError(err)
 		}
-		return cl.Remove(s.n.peers.outgoing(ctx), req)
+		if cl != nil {
+			return cl.Remove(s.n.peers.outgoing(ctx), req)
+		}
 	}
 	if err := s.n.removeServer(ctx, req.NodeId); err != nil {
 		return nil, statusError(err)
@@ -306,7 +317,11 @@ func (n *Node) Join(ctx context.Context, addr string) (map[string][]byte, error)
 			return resp.Keys, nil
 		}
 		err = fromStatus(err)
-		if !errors.Is(err, ledger.ErrNotLeader) {
+		// An attempt that ran out of its own time (the member was busy
+		// electing its first leader, or not serving yet) is retried while
+		// the caller's ctx lasts.
+		attemptTimedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		if !errors.Is(err, ledger.ErrNotLeader) && !attemptTimedOut {
 			return nil, fmt.Errorf("raft: join via %s: %w", addr, err)
 		}
 		t := time.NewTimer(backoff)

@@ -5,13 +5,18 @@
 //
 // It takes the flags bench gives an embedded server (--data-dir,
 // --grpc-addr, --http-addr, --origin, --log-format, --log-level,
-// --unsafe-nosync) and writes, into $LEDGERD_PROF_DIR (default: the data
-// directory), cpu.prof from start to SIGTERM, and mutex.prof, block.prof
-// and heap.prof at SIGTERM:
+// --unsafe-nosync, and for --embedded-cluster --node-id, --raft-addr,
+// --bootstrap, --join) and writes, into $LEDGERD_PROF_DIR (default: the
+// data directory), cpu.prof from start to SIGTERM, and mutex.prof,
+// block.prof and heap.prof at SIGTERM. A cluster node prefixes its files
+// with its node id (node1-cpu.prof, ...), so three processes sharing one
+// $LEDGERD_PROF_DIR do not overwrite each other's:
 //
 //	go build -o bin/ledgerd-prof ./bench/cmd/ledgerd-prof
 //	LEDGERD_PROF_DIR=/tmp/prof bin/ledgerctl bench --embedded --ledgerd bin/ledgerd-prof --workload append --clients 32
 //	go tool pprof -top bin/ledgerd-prof /tmp/prof/cpu.prof
+//	LEDGERD_PROF_DIR=/tmp/prof bin/ledgerctl bench --embedded-cluster 3 --ledgerd bin/ledgerd-prof --workload append-batch
+//	go tool pprof -top bin/ledgerd-prof /tmp/prof/node*-cpu.prof   (the three merged)
 package main
 
 import (
@@ -48,8 +53,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.UnsafeNoSync, "unsafe-nosync", false, "commit without fsync")
+	fs.StringVar(&cfg.Cluster.NodeID, "node-id", "", "cluster: this node's id")
+	fs.StringVar(&cfg.Cluster.RaftAddr, "raft-addr", "", "cluster: Raft listen address")
+	fs.BoolVar(&cfg.Cluster.Bootstrap, "bootstrap", false, "cluster: start a new cluster")
+	fs.StringVar(&cfg.Cluster.Join, "join", "", "cluster: join through this member's gRPC address")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "ledgerd-prof:", err)
+		return 2
+	}
+	prefix := ""
+	if cfg.Cluster.NodeID != "" {
+		prefix = cfg.Cluster.NodeID + "-"
 	}
 	dir := os.Getenv("LEDGERD_PROF_DIR")
 	if dir == "" {
@@ -61,7 +78,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	runtime.SetMutexProfileFraction(20)
 	runtime.SetBlockProfileRate(int(100 * time.Microsecond)) // waits of 100µs and more
-	cpu, err := os.Create(filepath.Join(dir, "cpu.prof"))
+	cpu, err := os.Create(filepath.Join(dir, prefix+"cpu.prof"))
 	if err != nil {
 		fmt.Fprintln(stderr, "ledgerd-prof:", err)
 		return 1
@@ -81,7 +98,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	pprof.StopCPUProfile()
 	cpu.Close()
 	for _, name := range []string{"mutex", "block", "heap"} {
-		f, err := os.Create(filepath.Join(dir, name+".prof"))
+		f, err := os.Create(filepath.Join(dir, prefix+name+".prof"))
 		if err == nil {
 			pprof.Lookup(name).WriteTo(f, 0)
 			f.Close()
