@@ -72,6 +72,16 @@ var encryptable = []eventField{
 	{"context.version", func(e *ledger.Event) *string { return &e.Context.Version }},
 }
 
+// numEncryptable is len(encryptable), as a constant (the size of a data
+// key's form cache).
+const numEncryptable = 10
+
+func init() {
+	if len(encryptable) != numEncryptable {
+		panic("fieldcrypt: numEncryptable is not len(encryptable)")
+	}
+}
+
 // allStringFields are every string field, for decryption.
 var allStringFields = append([]eventField{
 	{"id", func(e *ledger.Event) *string { return &e.ID }},
@@ -197,6 +207,7 @@ type compiled struct {
 // plannedField is one event field Transform encrypts.
 type plannedField struct {
 	eventField
+	index      int // in encryptable: the field's slots in a formCache
 	class      string
 	searchable bool   // deterministic nonce under a data key
 	aad        []byte // aad(class, name)
@@ -227,7 +238,7 @@ func (c *Config) compile() (*compiled, error) {
 	if out.subject, err = compileSubject(c.SubjectField); err != nil {
 		return nil, err
 	}
-	for _, f := range encryptable {
+	for i, f := range encryptable {
 		class := ""
 		switch {
 		case out.sensitive.hasField(f.name):
@@ -237,7 +248,7 @@ func (c *Config) compile() (*compiled, error) {
 		default:
 			continue
 		}
-		out.plan = append(out.plan, plannedField{eventField: f, class: class,
+		out.plan = append(out.plan, plannedField{eventField: f, index: i, class: class,
 			searchable: class == ClassPersonal && out.searchable.hasField(f.name), aad: aad(class, f.name)})
 	}
 	out.anyMeta = out.sensitive.anyMetadata() || out.personal.anyMetadata()

@@ -40,6 +40,15 @@ type Options struct {
 	// CommitTimeout bounds the key writes Transform makes (a first field
 	// key, data keys of new subjects). Default 30s.
 	CommitTimeout time.Duration
+	// Watch, when set, registers the callbacks the node calls for every
+	// batch of replicated reserved-table writes it applies to Store
+	// (applied, with the batch's ops) and whenever Store's content is
+	// replaced (restored, e.g. by a Raft snapshot). New calls it before
+	// it reads the store. With it, or with a ledger.LocalCommitter as
+	// Commit (a single node, whose writes all come through here), the
+	// Crypter knows which subjects have data keys without a store scan
+	// per new subject; without either, it scans.
+	Watch func(applied func(ops []ledger.KV), restored func())
 }
 
 // maxCached bounds each key cache; a full cache is emptied.
@@ -72,7 +81,9 @@ type Crypter struct {
 	byID      map[string]*dataKey // data key id → key
 	erased    map[string]bool     // data key ids known erased
 
-	createMu sync.Mutex // serialises key creation on this node
+	createMu sync.Mutex    // serialises key writes on this node
+	creator  *creator      // coalesces data key creations (subjects.go)
+	index    *subjectIndex // lookups with a data key; nil: scan (subjects.go)
 }
 
 // New returns a Crypter. It checks that the master key opens the newest
@@ -94,6 +105,17 @@ func New(o Options) (*Crypter, error) {
 	}
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
+	}
+	c.creator = newCreator()
+	_, local := o.Commit.(ledger.LocalCommitter)
+	if o.Watch != nil || local {
+		c.index = newSubjectIndex()
+		if o.Watch != nil {
+			o.Watch(c.index.observe, c.index.invalidate)
+		}
+		if err := c.index.load(c.kv); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.refresh(); err != nil {
 		return nil, err
@@ -376,7 +398,7 @@ func (c *Crypter) subjectKeys(ctx context.Context, cur *fieldKey, subjects []str
 	}
 	var create []string
 	for _, s := range missing {
-		dk, err := c.findSubjectKey(cur, s)
+		dk, err := c.lookupSubjectKey(cur, s)
 		if err != nil {
 			return nil, err
 		}
@@ -390,47 +412,21 @@ func (c *Crypter) subjectKeys(ctx context.Context, cur *fieldKey, subjects []str
 	if len(create) == 0 {
 		return out, nil
 	}
-	c.createMu.Lock()
-	defer c.createMu.Unlock()
-	var ops []ledger.KV
-	made := make(map[string]*dataKey)
-	for _, s := range create {
-		// Another append on this node may have made it meanwhile.
-		dk, err := c.findSubjectKey(cur, s)
-		if err != nil {
-			return nil, err
-		}
-		if dk != nil {
-			out[s] = dk
-			continue
-		}
-		id := newDataKeyID()
-		raw := make([]byte, 32)
-		rand.Read(raw)
-		if dk, err = openDataKey(id, raw); err != nil {
-			return nil, err
-		}
-		ds := slot(prefixDataKey, id)
-		ops = append(ops,
-			ledger.KV{Key: ds, Value: wrap(&cur.aesKey, raw, ds)},
-			ledger.KV{Key: append(subjectPrefix(cur.subjectLookup(s)), id...), Value: []byte{}})
-		made[s] = dk
-	}
-	if len(ops) > 0 {
-		if err := c.commit.CommitKV(ctx, ops); err != nil {
-			return nil, fmt.Errorf("fieldcrypt: store data keys: %w", err)
-		}
+	made, err := c.createSubjectKeys(ctx, cur, create)
+	if err != nil {
+		return nil, err
 	}
 	for s, dk := range made {
 		out[s] = dk
-		c.cacheDataKey(gen, s, dk)
 	}
 	return out, nil
 }
 
-// findSubjectKey looks in the store for a data key of subject under cur.
-func (c *Crypter) findSubjectKey(cur *fieldKey, subject string) (*dataKey, error) {
-	p := subjectPrefix(cur.subjectLookup(subject))
+// findSubjectKey looks in the store for a data key with index entries
+// under p (subjectPrefix of a subject's lookup). Of several (two nodes
+// of a cluster created one each at once), the first in key order that
+// opens is the subject's.
+func (c *Crypter) findSubjectKey(p []byte) (*dataKey, error) {
 	var ids []string
 	if err := c.kv.ScanKV(p, func(k, _ []byte) error {
 		ids = append(ids, string(k[len(p):]))
@@ -547,7 +543,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			case dk == nil:
 				*p = sl.seal(cur.aead, f.class, cur.id, f.aad, *p, rnd.next())
 			case f.searchable:
-				*p = c.searchableForm(&sl, dk, f.name, f.aad, *p, nbuf[:0])
+				*p = c.searchableForm(&sl, dk, f, *p, nbuf[:0])
 			default:
 				*p = sl.seal(dk.aead, f.class, dk.id, f.aad, *p, rnd.next())
 			}
@@ -579,13 +575,12 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 
 // searchableForm is the deterministic stored form of value in field
 // under dk, remembered per data key.
-func (c *Crypter) searchableForm(sl *sealer, dk *dataKey, field string, ad []byte, value string, nbuf []byte) string {
-	key := formKey{field, value}
-	if s, ok := dk.forms.get(key); ok {
+func (c *Crypter) searchableForm(sl *sealer, dk *dataKey, f *plannedField, value string, nbuf []byte) string {
+	if s, ok := dk.forms.get(f.index, value); ok {
 		return s
 	}
-	s := sl.seal(dk.aead, ClassPersonal, dk.id, ad, value, dk.detNonce(nbuf, field, value))
-	dk.forms.put(key, s)
+	s := sl.seal(dk.aead, ClassPersonal, dk.id, f.aad, value, dk.detNonce(nbuf, f.name, value))
+	dk.forms.put(f.index, value, s)
 	return s
 }
 

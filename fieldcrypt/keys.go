@@ -13,6 +13,7 @@ import (
 	"hash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,7 +53,8 @@ type fieldKey struct {
 	aesKey
 	created   time.Time
 	wrappedBy string
-	lookup    []byte // nil when the key could not be unwrapped
+	lookup    []byte    // nil when the key could not be unwrapped
+	lookups   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with lookup
 }
 
 func newFieldKeyID(now time.Time) string {
@@ -85,14 +87,27 @@ func openFieldKey(id string, raw []byte, wrappedBy string) (*fieldKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fieldKey{aesKey: *ak, created: fieldKeyTime(id), wrappedBy: wrappedBy, lookup: lk}, nil
+	fk := &fieldKey{aesKey: *ak, created: fieldKeyTime(id), wrappedBy: wrappedBy, lookup: lk}
+	fk.lookups.New = func() any { return hmac.New(sha256.New, lk) }
+	return fk, nil
 }
 
 // subjectLookup is the index component for subject under this key.
 func (f *fieldKey) subjectLookup(subject string) string {
-	m := hmac.New(sha256.New, f.lookup)
+	l := f.subjectLookupRaw(subject)
+	return hex.EncodeToString(l[:])
+}
+
+// subjectLookupRaw is subjectLookup before hex encoding.
+func (f *fieldKey) subjectLookupRaw(subject string) (out [16]byte) {
+	m := f.lookups.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(subject))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	f.lookups.Put(m)
+	copy(out[:], sum[:16])
+	return out
 }
 
 func subjectPrefix(lookup string) []byte {
@@ -162,30 +177,33 @@ func (s *sealer) seal(a cipher.AEAD, class, keyID string, ad []byte, value strin
 }
 
 // formCache remembers the stored forms of searchable values under one
-// data key (a subject's actor id is the same in all its events).
+// data key: the last two values of each event field (a subject's actor
+// id is the same in all its events, its ip and user agent rarely change;
+// a field whose values keep changing, like a session id, misses without
+// evicting the others). Entries are immutable, so readers take no lock;
+// racing writers can only lose an entry.
 type formCache struct {
-	mu sync.Mutex
-	m  map[formKey]string
+	slots [2 * numEncryptable]atomic.Pointer[formEntry]
 }
 
-type formKey struct{ field, value string }
+type formEntry struct{ value, form string }
 
-const maxForms = 16
-
-func (f *formCache) get(key formKey) (string, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.m[key]
-	return v, ok
-}
-
-func (f *formCache) put(key formKey, form string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m == nil || len(f.m) >= maxForms {
-		f.m = make(map[formKey]string, 1)
+// get returns the cached form of value in the field with index fi.
+func (f *formCache) get(fi int, value string) (string, bool) {
+	for w := range 2 {
+		if e := f.slots[2*fi+w].Load(); e != nil && e.value == value {
+			return e.form, true
+		}
 	}
-	f.m[key] = form
+	return "", false
+}
+
+// put caches form, moving the field's last value to its second slot.
+func (f *formCache) put(fi int, value, form string) {
+	if e := f.slots[2*fi].Load(); e != nil {
+		f.slots[2*fi+1].Store(e)
+	}
+	f.slots[2*fi].Store(&formEntry{value, form})
 }
 
 // nonces hands out fresh random nonces, reading the system's random

@@ -1,0 +1,327 @@
+package fieldcrypt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/auditledger/ledgerd/ledger"
+)
+
+// replicated stands in for a cluster's committer: it applies writes to
+// the store (as the FSM does on every node), tells the watchers, and is
+// not a ledger.LocalCommitter, so a Crypter cannot assume it sees every
+// write.
+type replicated struct {
+	st       *ledger.Store
+	delay    time.Duration // each write takes this long (an fsync, a Raft round)
+	calls    atomic.Int64
+	mu       sync.Mutex
+	watchers []func([]ledger.KV)
+}
+
+func (r *replicated) CommitKV(_ context.Context, ops []ledger.KV) error {
+	r.calls.Add(1)
+	time.Sleep(r.delay)
+	if err := r.st.ApplyKVNext(ops); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.watchers {
+		w(ops)
+	}
+	return nil
+}
+
+func (r *replicated) watch(applied func([]ledger.KV), _ func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchers = append(r.watchers, applied)
+}
+
+// subjectKeyIDs lists the data key ids indexed for subject.
+func subjectKeyIDs(t testing.TB, c *Crypter, subject string) []string {
+	t.Helper()
+	refs, err := c.subjectDataKeys(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range refs {
+		ids = append(ids, r.id)
+	}
+	return ids
+}
+
+// TestConcurrentCreation: many appends at once, of the same and of
+// different new subjects, get exactly one data key per subject, each
+// committed before the append that uses it returns, in fewer writes
+// than subjects when writes are slow.
+func TestConcurrentCreation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		watch bool // the node reports replicated writes (Options.Watch)
+		local bool // a single node's LocalCommitter
+	}{
+		{name: "single node", local: true},
+		{name: "replicated, watched", watch: true},
+		{name: "replicated, not watched"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openStore(t, t.TempDir())
+			defer st.Close()
+			master, _ := NewMasterKeys(randKey(t))
+			r := &replicated{st: st, delay: 2 * time.Millisecond}
+			o := Options{Master: master, Store: st, Commit: r, Logger: quiet()}
+			if tc.local {
+				o.Commit = ledger.LocalCommitter{Store: st}
+			}
+			if tc.watch {
+				o.Watch = r.watch
+			}
+			c, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.index != nil; got != (tc.local || tc.watch) {
+				t.Fatalf("subject index on = %v", got)
+			}
+			if _, err := c.Rotate(context.Background()); err != nil { // the field key, first
+				t.Fatal(err)
+			}
+			r.calls.Store(0)
+
+			const workers, rounds = 16, 3
+			var wg sync.WaitGroup
+			errs := make(chan error, workers*rounds)
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for round := range rounds {
+						evs := []ledger.Event{
+							event(fmt.Sprintf("shared-%d", round)),       // every worker, same round
+							event(fmt.Sprintf("pair-%d-%d", round, w/2)), // two workers
+							event(fmt.Sprintf("own-%d-%d", round, w)),    // this worker only
+							event(fmt.Sprintf("shared-%d", (round+1)%3)), // overlaps other rounds
+						}
+						out, err := c.Transform(evs)
+						if err != nil {
+							errs <- err
+							return
+						}
+						for i := range out {
+							v, err := ParseSealed(out[i].Actor.ID)
+							if err != nil {
+								errs <- err
+								return
+							}
+							// Durable before return: the key is in the store.
+							if _, err := st.Get(slot(prefixDataKey, v.KeyID)); err != nil {
+								errs <- fmt.Errorf("%s: data key %s not committed when Transform returned: %w", evs[i].Actor.ID, v.KeyID, err)
+								return
+							}
+							got := out[i]
+							c.Reveal(&got, true)
+							if got.Actor.ID != evs[i].Actor.ID {
+								errs <- fmt.Errorf("revealed %q, want %q", got.Actor.ID, evs[i].Actor.ID)
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			subjects := 0
+			for round := range rounds {
+				names := []string{fmt.Sprintf("shared-%d", round)}
+				for w := range workers {
+					names = append(names, fmt.Sprintf("own-%d-%d", round, w))
+					if w%2 == 0 {
+						names = append(names, fmt.Sprintf("pair-%d-%d", round, w/2))
+					}
+				}
+				for _, s := range names {
+					subjects++
+					if ids := subjectKeyIDs(t, c, s); len(ids) != 1 {
+						t.Errorf("subject %s has %d data keys, want 1: %v", s, len(ids), ids)
+					}
+				}
+			}
+			if tc.local {
+				return // LocalCommitter writes are not counted
+			}
+			// Not a timing assertion: with 16 workers and one write at a
+			// time, some writes must carry several subjects.
+			t.Logf("%d subjects, %d writes", subjects, r.calls.Load())
+			if n := r.calls.Load(); n >= int64(subjects) {
+				t.Errorf("%d writes for %d subjects: creations were not coalesced", n, subjects)
+			}
+		})
+	}
+}
+
+// TestSubjectIndexAcrossRestartAndErasure: the index, reloaded at
+// start, still finds existing keys (no second key for a known subject)
+// and knows new subjects have none; an erased subject gets one new key.
+func TestSubjectIndexAcrossRestartAndErasure(t *testing.T) {
+	dir := t.TempDir()
+	mk := randKey(t)
+	e := newEnv(t, dir, Config{}, mk)
+	r := e.append(t, event("alice"), event("bob"))
+	aliceKey := subjectKeyIDs(t, e.c, "alice")
+	e.close()
+
+	e = newEnv(t, dir, Config{}, mk)
+	if n := e.c.index.size(); n != 2 {
+		t.Fatalf("index holds %d lookups after restart, want 2", n)
+	}
+	cur, err := e.c.currentKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		subject string
+		present bool
+	}{{"alice", true}, {"bob", true}, {"carol", false}} {
+		l := cur.subjectLookupRaw(tc.subject)
+		if present, known := e.c.index.has(lookupHash([]byte(fmt.Sprintf("%x", l[:])))); !known || present != tc.present {
+			t.Errorf("index has %s = %v (known %v), want %v", tc.subject, present, known, tc.present)
+		}
+	}
+	r2 := e.append(t, event("alice"), event("carol"))
+	if got := subjectKeyIDs(t, e.c, "alice"); len(got) != 1 || got[0] != aliceKey[0] {
+		t.Fatalf("alice's keys after restart: %v, want %v", got, aliceKey)
+	}
+	if got, _ := e.read(t, r2[0].Index, false); got.Actor.ID != "alice" {
+		t.Fatalf("alice after restart reads %q", got.Actor.ID)
+	}
+
+	if _, err := e.c.Erase(context.Background(), "alice", "erasure-1"); err != nil {
+		t.Fatal(err)
+	}
+	// The index still says "present" for alice (stale): the scan finds
+	// nothing and exactly one new key is made.
+	r3 := e.append(t, event("alice"), event("alice"))
+	after := subjectKeyIDs(t, e.c, "alice")
+	if len(after) != 1 || after[0] == aliceKey[0] {
+		t.Fatalf("alice's keys after erasure and a new event: %v (erased: %v)", after, aliceKey)
+	}
+	for _, i := range []uint64{r[0].Index, r2[0].Index} {
+		if got, _ := e.read(t, i, false); got.Actor.ID != Erased {
+			t.Errorf("entry %d reads %q after erasure", i, got.Actor.ID)
+		}
+	}
+	if got, _ := e.read(t, r3[1].Index, false); got.Actor.ID != "alice" {
+		t.Errorf("new alice event reads %q", got.Actor.ID)
+	}
+	e.close()
+
+	e = newEnv(t, dir, Config{}, mk)
+	e.append(t, event("alice"))
+	if got := subjectKeyIDs(t, e.c, "alice"); len(got) != 1 || got[0] != after[0] {
+		t.Fatalf("alice's keys after a second restart: %v, want %v", got, after)
+	}
+}
+
+// TestSubjectIndexSeesOtherNodes: keys another node created reach the
+// index through Options.Watch (a replicated write applied here) or, after
+// a snapshot replaced the store, through a reload: this node uses them
+// instead of creating second keys.
+func TestSubjectIndexSeesOtherNodes(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	master, _ := NewMasterKeys(randKey(t))
+	r := &replicated{st: st}
+	var restored func()
+	here, err := New(Options{Master: master, Store: st, Commit: r, Logger: quiet(),
+		Watch: func(applied func([]ledger.KV), re func()) { r.watch(applied, re); restored = re }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := here.Transform([]ledger.Event{event("first")}); err != nil {
+		t.Fatal(err)
+	}
+	// The other node shares the store's content (as Raft makes it) and
+	// writes through the same replication.
+	other, err := New(Options{Master: master, Store: st, Commit: r, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Transform([]ledger.Event{event("replicated")}); err != nil {
+		t.Fatal(err)
+	}
+	// A write this node never saw being applied (a snapshot install).
+	silent, err := New(Options{Master: master, Store: st, Commit: ledger.LocalCommitter{Store: st}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := silent.Transform([]ledger.Event{event("from-snapshot")}); err != nil {
+		t.Fatal(err)
+	}
+	restored()
+	for _, s := range []string{"replicated", "from-snapshot"} {
+		want := subjectKeyIDs(t, here, s)
+		out, err := here.Transform([]ledger.Event{event(s)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := ParseSealed(out[0].Actor.ID)
+		if got := subjectKeyIDs(t, here, s); len(want) != 1 || len(got) != 1 || v.KeyID != want[0] {
+			t.Errorf("%s: keys before %v, after %v; event under %s", s, want, got, v.KeyID)
+		}
+	}
+}
+
+// TestCreationErrorIsReported: a failed key write fails the appends
+// that needed it and leaves nothing half-made: the next attempt creates
+// the key.
+func TestCreationErrorIsReported(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	master, _ := NewMasterKeys(randKey(t))
+	f := &failing{inner: ledger.LocalCommitter{Store: st}}
+	c, err := New(Options{Master: master, Store: st, Commit: f, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Transform([]ledger.Event{event("warm")}); err != nil {
+		t.Fatal(err)
+	}
+	f.fail.Store(true)
+	if _, err := c.Transform([]ledger.Event{event("dave")}); !errors.Is(err, errInjected) {
+		t.Fatalf("Transform with a failing write: %v", err)
+	}
+	f.fail.Store(false)
+	out, err := c.Transform([]ledger.Event{event("dave")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Reveal(&out[0], false)
+	if out[0].Actor.ID != "dave" || len(subjectKeyIDs(t, c, "dave")) != 1 {
+		t.Fatalf("after a failed write: %q, keys %v", out[0].Actor.ID, subjectKeyIDs(t, c, "dave"))
+	}
+}
+
+var errInjected = errors.New("injected write failure")
+
+type failing struct {
+	inner ledger.LocalCommitter
+	fail  atomic.Bool
+}
+
+func (f *failing) CommitKV(ctx context.Context, ops []ledger.KV) error {
+	if f.fail.Load() {
+		return errInjected
+	}
+	return f.inner.CommitKV(ctx, ops)
+}
