@@ -106,8 +106,29 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	if po == nil {
 		po = &pebble.Options{}
 	}
+	// Memtables: 32 MiB each, up to four queued for flush before writes
+	// stall. The same 128 MiB ceiling as two of 64 MiB, but flushed in
+	// smaller steps, so a stall (and peak RSS) comes later and is shorter.
 	if po.MemTableSize == 0 {
-		po.MemTableSize = 64 << 20
+		po.MemTableSize = 32 << 20
+	}
+	if po.MemTableStopWritesThreshold == 0 {
+		po.MemTableStopWritesThreshold = 4
+	}
+	// The leaf-hash and query tables take random keys, so every L0 file
+	// overlaps all of Lbase and L0 grows under sustained load. Pebble's
+	// defaults (stop at 12 sublevels, one compaction at a time) stalled
+	// writes for seconds at 10M events; allow deeper L0 and a second
+	// compaction when debt builds up, and a larger Lbase so fewer levels
+	// are rewritten.
+	if po.L0StopWritesThreshold == 0 {
+		po.L0StopWritesThreshold = 64
+	}
+	if po.LBaseMaxBytes == 0 {
+		po.LBaseMaxBytes = 256 << 20
+	}
+	if po.CompactionConcurrencyRange == nil {
+		po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
 	}
 	if po.Cache == nil {
 		// Pebble's 8 MiB default block cache made index reads ~3× slower

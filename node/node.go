@@ -46,6 +46,10 @@ type Node struct {
 // the protobuf framing; bigger messages fail with ResourceExhausted.
 const maxGRPCMessage = 24 << 20
 
+// grpcStreamWorkers is the number of goroutines kept to serve calls; more
+// concurrent calls than that each get a new goroutine, as without workers.
+const grpcStreamWorkers = 64
+
 // Start opens the data directory, loads or creates keys and starts
 // serving. On error everything started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error) {
@@ -109,7 +113,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		return nil, err
 	}
 
-	n.grpc = grpc.NewServer(append(append(append(n.metricsServerOptions(), n.grpcServerOptions()...), n.securityServerOptions()...), grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))...)
+	opts := append(append(n.metricsServerOptions(), n.grpcServerOptions()...), n.securityServerOptions()...)
+	opts = append(opts, grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage),
+		// Handlers block until their batch is durable, so many run at
+		// once; reusing worker goroutines spares each call a new
+		// goroutine and its stack growth (3.6% of server CPU with 32
+		// clients appending).
+		grpc.NumStreamWorkers(grpcStreamWorkers))
+	n.grpc = grpc.NewServer(opts...)
 	streamed, err := n.startFeed(n.grpc)
 	if err != nil {
 		return nil, err
