@@ -393,6 +393,10 @@ func (n *Node) registerCluster(g *grpc.Server) {
 	n.closers = append(n.closers, func(context.Context) error {
 		close(cs.stop)
 		cs.wg.Wait()
+		// Registered after self-audit's closer, so it runs before it and
+		// before the ledger drains: from here a write that finds no leader
+		// (quorum gone) fails at once instead of holding up the shutdown.
+		cs.raft.Stopping()
 		return nil
 	})
 }

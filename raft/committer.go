@@ -107,6 +107,11 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 		if !errors.Is(err, ledger.ErrNotLeader) || ctx.Err() != nil {
 			return nil, giveUp(err)
 		}
+		select {
+		case <-n.stopping: // shutting down: no waiting for a leader
+			return nil, fmt.Errorf("%w (this node is stopping; retry with the same event ids: they apply once)", err)
+		default:
+		}
 		if n.metrics != nil {
 			n.metrics.retries.Inc()
 		}
@@ -116,7 +121,7 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 		case <-ctx.Done():
 			t.Stop()
 			return nil, giveUp(err)
-		case <-n.stop:
+		case <-n.stopping:
 			t.Stop()
 			return nil, giveUp(err)
 		}

@@ -120,6 +120,10 @@ type Node struct {
 
 	closers []io.Closer // log store, our transport; closed after raft shuts down
 	stop    chan struct{}
+	// stopping is closed by Stopping: writes that find no leader fail at
+	// once instead of waiting for one.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 	wg      sync.WaitGroup
 	once    sync.Once
 
@@ -146,7 +150,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	if cfg.CheckInterval == 0 {
 		cfg.CheckInterval = 10 * time.Second
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), stop: make(chan struct{}), stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			for i := len(n.closers) - 1; i >= 0; i-- {
@@ -311,6 +315,13 @@ func (n *Node) Bootstrap() error {
 	return nil
 }
 
+// Stopping tells the node that its process is shutting down: from now on
+// a write that finds no leader (quorum gone, an election) fails at once
+// with ledger.ErrNotLeader instead of waiting up to ApplyTimeout for one,
+// so that draining the ledger's queue on shutdown cannot hang. Writes a
+// leader takes still commit. Close implies it.
+func (n *Node) Stopping() { n.stoppingOnce.Do(func() { close(n.stopping) }) }
+
 // IsLeader reports whether this node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == hraft.Leader }
 
@@ -332,6 +343,8 @@ func (n *Node) WaitLeader(ctx context.Context) (string, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			return "", fmt.Errorf("%w: no leader elected", ledger.ErrNotLeader)
+		case <-n.stopping:
+			return "", fmt.Errorf("%w: no leader, and this node is stopping", ledger.ErrNotLeader)
 		case <-n.stop:
 			return "", ledger.ErrClosed
 		}
@@ -530,6 +543,7 @@ func (n *Node) Healthy() error {
 func (n *Node) Close() error {
 	var errs []error
 	n.once.Do(func() {
+		n.Stopping()
 		close(n.stop)
 		n.wg.Wait()
 		if n.IsLeader() {

@@ -16,7 +16,10 @@
 //     the flushing goroutine.
 //  2. Give r to auth.NewGuard as its Auditor.
 //  3. On shutdown, after the API listeners stopped and before the ledger
-//     closes, r.Close(ctx) appends what is buffered and stops.
+//     closes, r.Close(ctx) appends what is buffered and stops. The final
+//     flush gets Options.CloseTimeout: a cluster node that lost its
+//     quorum cannot commit it, and shutdown must not wait for that; what
+//     is given up is counted and logged.
 package selfaudit
 
 import (
@@ -51,6 +54,10 @@ type Options struct {
 	// Buffer is how many events may wait before new ones are dropped.
 	// Default 16384.
 	Buffer int
+	// CloseTimeout bounds the final flush in Close (default 2s; never
+	// past Close's ctx). Past it the appends still pending are abandoned,
+	// counted as failed and logged.
+	CloseTimeout time.Duration
 	// Application is the context.application of the events. Default
 	// "ledgerd".
 	Application string
@@ -67,6 +74,10 @@ type Recorder struct {
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+	// abort ends the appends of the final flush when Close gives up.
+	abort     context.Context
+	abortNow  context.CancelFunc
+	abortOnce sync.Once
 
 	dropped  atomic.Uint64
 	failed   atomic.Uint64
@@ -84,6 +95,9 @@ func New(o Options) *Recorder {
 	if o.Buffer <= 0 {
 		o.Buffer = 16384
 	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 2 * time.Second
+	}
 	if o.Application == "" {
 		o.Application = "ledgerd"
 	}
@@ -94,6 +108,7 @@ func New(o Options) *Recorder {
 		o.Now = time.Now
 	}
 	r := &Recorder{o: o, ch: make(chan ledger.Event, o.Buffer), flushCh: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	r.abort, r.abortNow = context.WithCancel(context.Background())
 	go r.run()
 	return r
 }
@@ -185,15 +200,32 @@ func (r *Recorder) Stats() Stats {
 }
 
 // Close appends what is buffered and stops the recorder. Call it before
-// the ledger closes.
+// the ledger closes. The final flush gets Options.CloseTimeout (within
+// ctx): past it, Close abandons what has not been appended (the ledger
+// cannot commit, e.g. a cluster node without quorum), logs how many
+// events it dropped and returns nil; the shutdown goes on.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.once.Do(func() { close(r.stop) })
+	failed := r.failed.Load()
+	t := time.NewTimer(r.o.CloseTimeout)
+	defer t.Stop()
 	select {
 	case <-r.done:
 		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	// Give up: the append in flight returns at once, the rest of the
+	// buffer is not tried.
+	r.abortOnce.Do(r.abortNow)
+	select {
+	case <-r.done:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	r.o.Logger.Warn("selfaudit: gave up the final flush at shutdown; self-audit events dropped",
+		"dropped", r.failed.Load()-failed, "waited", r.o.CloseTimeout)
+	return nil
 }
 
 func (r *Recorder) run() {
@@ -242,10 +274,10 @@ func (r *Recorder) run() {
 }
 
 func (r *Recorder) append(batch []ledger.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(r.abort, 30*time.Second)
 	defer cancel()
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	err := ctx.Err()
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
 		// Ids are fixed at Record time, so a retry after an ambiguous
 		// failure appends each event at most once.
 		if _, err = r.o.Appender.Append(ctx, batch); err == nil {
@@ -261,5 +293,7 @@ func (r *Recorder) append(batch []ledger.Event) {
 		}
 	}
 	r.failed.Add(uint64(len(batch)))
-	r.o.Logger.Error("selfaudit: appending self-audit events failed", "events", len(batch), "err", err)
+	if r.abort.Err() == nil { // an abandoned final flush is logged once, by Close
+		r.o.Logger.Error("selfaudit: appending self-audit events failed", "events", len(batch), "err", err)
+	}
 }

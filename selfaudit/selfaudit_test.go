@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,4 +136,48 @@ func TestCloseFlushes(t *testing.T) {
 	if len(evs) != 1 || evs[0].Actor.ID != "anonymous" || evs[0].Action.Result != "denied" {
 		t.Fatalf("after Close: %+v", evs)
 	}
+}
+
+// TestCloseGivesUpOnAStuckFlush: when the ledger cannot commit (a cluster
+// node without quorum), Close abandons the final flush after
+// CloseTimeout, counts and logs what it dropped, and returns nil, well
+// before its own deadline.
+func TestCloseGivesUpOnAStuckFlush(t *testing.T) {
+	var logged syncBuffer
+	f := &fakeLedger{block: make(chan struct{})} // never released
+	r := New(Options{Appender: f, FlushInterval: time.Hour, MaxBatch: 2, CloseTimeout: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	for range 5 {
+		r.Record(viewer, auth.Access{Method: "/ledger.v1.Ledger/GetEntry", Action: "read", Result: "success"})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Close used up its whole deadline")
+	}
+	if st := r.Stats(); st.Failed != 5 || st.Recorded != 0 {
+		t.Fatalf("stats after an abandoned flush: %+v, want 5 failed", st)
+	}
+	if !strings.Contains(logged.String(), "dropped=5") {
+		t.Fatalf("log does not count the dropped events:\n%s", logged.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
