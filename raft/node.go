@@ -124,8 +124,8 @@ type Node struct {
 	// once instead of waiting for one.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
-	wg      sync.WaitGroup
-	once    sync.Once
+	wg           sync.WaitGroup
+	once         sync.Once
 
 	divergence atomic.Pointer[string]
 	metrics    *metrics
