@@ -84,8 +84,42 @@ func NewRecord(it *Item, withLeaf bool) Record {
 // document json.Marshal gives, written directly (it is the feed's
 // hottest path: every sink encodes every entry).
 func MarshalRecord(it *Item, withLeaf bool) []byte {
+	return AppendRecord(make([]byte, 0, recordSizeHint(it, withLeaf)), it, withLeaf)
+}
+
+// recordSizeHint is a generous estimate of the JSON size of it's record:
+// the leaf holds every string once, the record adds field names, hex and
+// escapes.
+func recordSizeHint(it *Item, withLeaf bool) int {
+	n := 384 + len(it.Leaf)*3/2
+	if withLeaf {
+		n += len(it.Leaf) * 4 / 3
+	}
+	return n
+}
+
+// encodeBatch sets the cached JSON of every item of batch, all written
+// into a few shared buffers rather than one allocation per item.
+func encodeBatch(batch []*Item, withLeaf bool) {
+	var buf []byte
+	for _, it := range batch {
+		if it.json != nil && it.jsonLeaf == withLeaf {
+			continue
+		}
+		if hint := recordSizeHint(it, withLeaf); cap(buf)-len(buf) < hint {
+			buf = make([]byte, 0, max(64<<10, hint))
+		}
+		start := len(buf)
+		buf = AppendRecord(buf, it, withLeaf)
+		// A full three-index slice: no append to one item's JSON can
+		// overwrite the next.
+		it.json, it.jsonLeaf = buf[start:len(buf):len(buf)], withLeaf
+	}
+}
+
+// AppendRecord appends the JSON of NewRecord(it, withLeaf) to b.
+func AppendRecord(b []byte, it *Item, withLeaf bool) []byte {
 	e := it.Entry
-	b := make([]byte, 0, 512+len(it.Leaf)*4/3)
 	b = append(b, `{"index":`...)
 	b = strconv.AppendUint(b, it.Index, 10)
 	b = appendField(b, "id", e.ID, false)
@@ -106,7 +140,8 @@ func MarshalRecord(it *Item, withLeaf bool) []byte {
 		b = strconv.AppendInt(b, e.Action.Duration, 10)
 	}
 	if len(e.Action.Metadata) > 0 {
-		keys := make([]string, 0, len(e.Action.Metadata))
+		var small [8]string // most events have a few keys: no allocation
+		keys := small[:0]
 		for k := range e.Action.Metadata {
 			keys = append(keys, k)
 		}

@@ -3,6 +3,8 @@ package feed
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/auditledger/ledgerd/ledger"
@@ -78,4 +80,28 @@ func BenchmarkMarshalRecord(b *testing.B) {
 			json.Marshal(NewRecord(it, false))
 		}
 	})
+}
+
+// encodeBatch writes many records into shared buffers: each must be its
+// own record, and growing one must not touch the next.
+func TestEncodeBatchMatchesMarshalRecord(t *testing.T) {
+	var batch []*Item
+	for i := range 300 { // more than one 64 KiB buffer
+		e := ledger.Entry{Event: ledger.Event{ID: fmt.Sprint("id-", i), Actor: ledger.Actor{ID: strings.Repeat("a", i)},
+			Action: ledger.Action{Type: "t", Resource: "r", Result: "success", Metadata: map[string]string{"k": "<v>"}}},
+			ReceivedAt: int64(i), KeyID: "k0", Signature: []byte{byte(i)}}
+		batch = append(batch, itemOf(t, e))
+	}
+	for _, withLeaf := range []bool{false, true} {
+		encodeBatch(batch, withLeaf)
+		for i, it := range batch {
+			if got, want := it.JSON(withLeaf), MarshalRecord(it, withLeaf); !bytes.Equal(got, want) {
+				t.Fatalf("item %d (withLeaf %v):\n got %s\nwant %s", i, withLeaf, got, want)
+			}
+		}
+		_ = append(batch[0].JSON(withLeaf), "overwrite?"...)
+		if got, want := batch[1].JSON(withLeaf), MarshalRecord(batch[1], withLeaf); !bytes.Equal(got, want) {
+			t.Fatalf("appending to one record changed the next: %s", got)
+		}
+	}
 }

@@ -110,9 +110,7 @@ func (r *runner) run(ctx context.Context) error {
 		defer close(batches)
 		for {
 			b, err := sub.NextBatch(rctx, r.d.BatchSize, r.d.BatchWait.D())
-			for _, it := range b {
-				it.JSON(r.d.IncludeLeaf)
-			}
+			encodeBatch(b, r.d.IncludeLeaf)
 			select {
 			case batches <- readBatch{b, err}:
 			case <-rctx.Done():

@@ -221,11 +221,15 @@ func (s *Subscription) read(ctx context.Context) (int, error) {
 	room := s.opts.Buffer - len(s.buf)
 	stop := min(size, s.next+uint64(room))
 	n := 0
+	// The items of one read, and copies of their leaves, come from a few
+	// shared allocations rather than two per entry.
+	var a itemAlloc
+	a.items = make([]Item, 0, stop-s.next)
 	err := s.log.ScanLeaves(ctx, s.next, func(index uint64, leaf []byte) error {
 		if index >= stop {
 			return errFull
 		}
-		it, err := newItem(index, leaf)
+		it, err := a.newItem(index, leaf)
 		if err != nil {
 			return err
 		}
@@ -246,12 +250,32 @@ func (s *Subscription) read(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// itemAlloc hands out the items of one read and copies of their leaves
+// from shared slabs.
+type itemAlloc struct {
+	items  []Item // its capacity is never exceeded: pointers stay valid
+	leaves []byte
+}
+
 // newItem decodes a leaf; the leaf is copied (scans reuse their buffers).
-func newItem(index uint64, leaf []byte) (*Item, error) {
-	leaf = append([]byte(nil), leaf...)
+func (a *itemAlloc) newItem(index uint64, leaf []byte) (*Item, error) {
+	if cap(a.leaves)-len(a.leaves) < len(leaf) {
+		// Room for this read's remaining items if they are about this
+		// size, at most 32 KiB (at least the leaf) a slab.
+		left := max(1, cap(a.items)-len(a.items))
+		a.leaves = make([]byte, 0, max(len(leaf), min(32<<10, left*len(leaf)*5/4)))
+	}
+	start := len(a.leaves)
+	a.leaves = append(a.leaves, leaf...)
+	leaf = a.leaves[start:len(a.leaves):len(a.leaves)]
 	e, err := ledger.DecodeLeaf(leaf)
 	if err != nil {
 		return nil, fmt.Errorf("feed: entry %d: %w", index, err)
 	}
-	return &Item{Index: index, Leaf: leaf, LeafHash: merkle.LeafHash(leaf), Entry: e}, nil
+	it := Item{Index: index, Leaf: leaf, LeafHash: merkle.LeafHash(leaf), Entry: e}
+	if len(a.items) == cap(a.items) {
+		return &it, nil
+	}
+	a.items = append(a.items, it)
+	return &a.items[len(a.items)-1], nil
 }

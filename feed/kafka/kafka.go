@@ -49,7 +49,10 @@ type Config struct {
 	// BatchBytes caps one produce request per partition (default 1 MiB).
 	BatchBytes int64 `json:"batchBytes,omitempty"`
 	// Linger is how long a partly filled partition batch waits before it
-	// is sent (default 1ms). Batches fill up to Delivery.BatchSize.
+	// is sent (default 0: at once). Deliver hands the client a whole
+	// feed batch (up to Delivery.BatchSize entries, gathered for up to
+	// Delivery.BatchWait), which it splits by partition in one step, so
+	// waiting longer gathers nothing more and only delays the acks.
 	Linger feed.Duration `json:"linger,omitempty"`
 	// MaxAttempts is how often the client retries a produce inside one
 	// delivery attempt before the runner's backoff takes over (default 3).
@@ -138,7 +141,9 @@ func New(cfg Config) (*Sink, error) {
 		cfg.BatchBytes = 1 << 20
 	}
 	if cfg.Linger <= 0 {
-		cfg.Linger = feed.Duration(time.Millisecond)
+		// kafka-go reads 0 as one second; a nanosecond sends each
+		// partition's share of a Deliver as soon as it is split off.
+		cfg.Linger = feed.Duration(time.Nanosecond)
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
@@ -200,14 +205,45 @@ func New(cfg Config) (*Sink, error) {
 
 // Message returns the Kafka message of one entry.
 func Message(it *feed.Item, withLeaf bool) kafkago.Message {
+	var a msgAlloc
+	return a.message(it, withLeaf)
+}
+
+// msgAlloc builds the messages of one Deliver with their keys, header
+// values and header slices carved from shared slabs, not three or four
+// allocations per message. The slabs are fresh for every Deliver: the
+// client may still hold the messages of an abandoned one.
+type msgAlloc struct {
+	bytes   []byte
+	headers []kafkago.Header
+}
+
+func (a *msgAlloc) message(it *feed.Item, withLeaf bool) kafkago.Message {
+	const hashHex = 2 * len(it.LeafHash)
+	need := len(it.Entry.ID) + 20 + hashHex
+	if cap(a.bytes)-len(a.bytes) < need {
+		a.bytes = make([]byte, 0, max(need, 16<<10))
+	}
+	b := a.bytes
+	k := len(b)
+	b = append(b, it.Entry.ID...)
+	i := len(b)
+	b = strconv.AppendUint(b, it.Index, 10)
+	h := len(b)
+	b = hex.AppendEncode(b, it.LeafHash[:])
+	a.bytes = b
+	if cap(a.headers)-len(a.headers) < 2 {
+		a.headers = make([]kafkago.Header, 0, 256)
+	}
+	a.headers = append(a.headers,
+		kafkago.Header{Key: "ledger-index", Value: b[i:h:h]},
+		kafkago.Header{Key: "ledger-leaf-hash", Value: b[h:len(b):len(b)]})
+	n := len(a.headers)
 	return kafkago.Message{
-		Key:   []byte(it.Entry.ID),
-		Value: it.JSON(withLeaf),
-		Headers: []kafkago.Header{
-			{Key: "ledger-index", Value: strconv.AppendUint(nil, it.Index, 10)},
-			{Key: "ledger-leaf-hash", Value: hex.AppendEncode(nil, it.LeafHash[:])},
-		},
-		Time: it.Entry.ReceivedTime(),
+		Key:     b[k:i:i],
+		Value:   it.JSON(withLeaf),
+		Headers: a.headers[n-2 : n : n],
+		Time:    it.Entry.ReceivedTime(),
 	}
 }
 
@@ -222,8 +258,9 @@ func (s *Sink) Deliver(ctx context.Context, batch []*feed.Item) error {
 	msgs := make([]kafkago.Message, 0, len(batch))
 	pos := make([]int, 0, len(batch)) // batch position of msgs[i]
 	var pe feed.PartialError
+	var a msgAlloc
 	for i, it := range batch {
-		m := Message(it, s.cfg.IncludeLeaf)
+		m := a.message(it, s.cfg.IncludeLeaf)
 		size := len(m.Key) + len(m.Value) + messageOverhead
 		for _, h := range m.Headers {
 			size += len(h.Key) + len(h.Value)
