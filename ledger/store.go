@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -141,6 +142,22 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		po.FormatMajorVersion = pebble.FormatNewest
 	}
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Leaves (and tile rows) go to blob files when memtables flush, so
+	// compactions move small keys and references instead of rewriting
+	// every leaf at each level: the random leaf-hash and query keys
+	// otherwise drag the leaves through every L0→Lbase compaction.
+	// StoreApply, 1.5M events: 37–49k → 56–69k events/s, CPU/event −3%.
+	if po.Experimental.ValueSeparationPolicy == nil {
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{
+				Enabled:               true,
+				MinimumSize:           256,
+				MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge:     5 * time.Minute,
+				TargetGarbageRatio:    0.2,
+			}
+		}
+	}
 	if po.Logger == nil {
 		po.Logger = quietLogger{}
 	}
