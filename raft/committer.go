@@ -42,12 +42,22 @@ func (c committer) Commit(ctx context.Context, leaves [][]byte) ([]ledger.Result
 // CommitAsync implements ledger.AsyncCommitter. On the leader it hands
 // the entry to Raft at once, in call order, and waits for it in wait, so
 // the ledger prepares its next batch while this one replicates and
-// syncs. On a follower it forwards before returning (keeping the order
-// of batches) and wait only hands back the answer.
+// syncs. On a follower it starts the forward and wait waits for it, so
+// that the follower's ledger keeps as many batches in flight to the
+// leader as it would keep in Raft (batches in flight together carry
+// different events; the leader orders them as they arrive).
 func (c committer) CommitAsync(ctx context.Context, leaves [][]byte) (func() ([]ledger.Result, error), error) {
 	if !c.n.IsLeader() {
-		res, err := c.Commit(ctx, leaves)
-		return func() ([]ledger.Result, error) { return res, err }, nil
+		type answer struct {
+			res []ledger.Result
+			err error
+		}
+		done := make(chan answer, 1)
+		go func() { // ends with the forward, bounded by ApplyTimeout
+			res, err := c.Commit(ctx, leaves)
+			done <- answer{res, err}
+		}()
+		return func() ([]ledger.Result, error) { a := <-done; return a.res, a.err }, nil
 	}
 	f := c.n.raft.Apply(encodeLeaves(leaves), c.n.cfg.ApplyTimeout)
 	return func() ([]ledger.Result, error) {
@@ -92,7 +102,7 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 	backoff := 5 * time.Millisecond
 	giveUp := func(err error) error {
 		if errors.Is(err, ledger.ErrNotLeader) {
-			return fmt.Errorf("%w (gave up after %v; retry with the same event ids: they apply once)", err, n.cfg.ApplyTimeout)
+			return n.unavailable(fmt.Errorf("%w (gave up after %v; retry with the same event ids: they apply once)", err, n.cfg.ApplyTimeout))
 		}
 		return err
 	}
@@ -109,7 +119,7 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 		}
 		select {
 		case <-n.stopping: // shutting down: no waiting for a leader
-			return nil, fmt.Errorf("%w (this node is stopping; retry with the same event ids: they apply once)", err)
+			return nil, n.unavailable(fmt.Errorf("%w (this node is stopping; retry with the same event ids: they apply once)", err))
 		default:
 		}
 		if n.metrics != nil {
@@ -130,6 +140,13 @@ func (n *Node) commit(ctx context.Context, attempt func(context.Context) ([]ledg
 			return nil, giveUp(err)
 		}
 	}
+}
+
+// unavailable adds the retry hint to a write that found no leader: an
+// election's time (the election timeout, at least 100ms).
+func (n *Node) unavailable(err error) error {
+	retry := max(n.raft.ReloadableConfig().ElectionTimeout, 100*time.Millisecond)
+	return &unavailable{err: err, retry: retry}
 }
 
 // ownRetries clears Duplicate on results that are this very batch
@@ -190,7 +207,9 @@ func (n *Node) forward(ctx context.Context, leaves [][]byte) ([]ledger.Result, e
 		return nil, fmt.Errorf("%w: leader returned %d results for %d leaves", ledger.ErrCorrupt, len(resp.Results), len(leaves))
 	}
 	out := make([]ledger.Result, len(leaves))
+	var size uint64 // the tree size that holds every result
 	for i, r := range resp.Results {
+		size = max(size, r.Index+1)
 		if len(r.LeafHash) != merkle.HashSize {
 			return nil, fmt.Errorf("%w: leader returned a %d-byte leaf hash", ledger.ErrCorrupt, len(r.LeafHash))
 		}
@@ -200,7 +219,30 @@ func (n *Node) forward(ctx context.Context, leaves [][]byte) ([]ledger.Result, e
 		}
 		out[i] = ledger.Result{Index: r.Index, ID: r.Id, LeafHash: merkle.Hash(r.LeafHash), Leaf: leaf, Duplicate: r.Duplicate}
 	}
+	n.waitApplied(ctx, size)
 	return out, nil
+}
+
+// waitApplied waits until this node's store holds size entries: a
+// follower answers a forwarded write once it can serve it (read your
+// writes: an entry read or a proof asked of this node right after the
+// append finds it). The leader has committed the batch already, so
+// giving up (ctx, shutdown) still answers with its results.
+func (n *Node) waitApplied(ctx context.Context, size uint64) {
+	for {
+		changed := n.cfg.Store.Changed()
+		if n.cfg.Store.State().Size >= size {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			n.log.Debug("raft: answered a forwarded write before applying it", "size", size, "err", ctx.Err())
+			return
+		case <-n.stop:
+			return
+		}
+	}
 }
 
 func (n *Node) forwardKV(ctx context.Context, ops []ledger.KV) error {

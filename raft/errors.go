@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/auditledger/ledgerd/ledger"
 )
@@ -138,3 +140,28 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// unavailable is a write that found no leader to take it: it matches
+// ledger.ErrNotLeader and, as a gRPC status (the API passes statuses
+// through), is Unavailable with a RetryInfo detail saying when a retry
+// may find a leader (an election's time), besides the NOT_LEADER
+// ErrorInfo of the cluster RPCs.
+type unavailable struct {
+	err   error
+	retry time.Duration
+}
+
+func (e *unavailable) Error() string { return e.err.Error() }
+func (e *unavailable) Unwrap() error { return e.err }
+
+// GRPCStatus implements the interface status.FromError looks for.
+func (e *unavailable) GRPCStatus() *status.Status {
+	s := status.New(codes.Unavailable, e.Error())
+	if d, err := s.WithDetails(
+		&errdetails.ErrorInfo{Reason: "NOT_LEADER", Domain: errorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(e.retry)},
+	); err == nil {
+		return d
+	}
+	return s
+}

@@ -29,6 +29,9 @@ type FSM struct {
 	fatal atomic.Pointer[error]
 
 	restores atomic.Int64 // snapshots that replaced the store's content
+	// sinceSnapshot counts the log bytes applied since the last snapshot
+	// (the node snapshots by size).
+	sinceSnapshot atomic.Uint64
 }
 
 // NewFSM returns the state machine over store.
@@ -50,6 +53,7 @@ func (f *FSM) Apply(l *hraft.Log) any {
 	if errp := f.fatal.Load(); errp != nil {
 		return applyResponse{err: *errp}
 	}
+	f.sinceSnapshot.Add(uint64(len(l.Data)))
 	cmd, err := decodeCommand(l.Data)
 	if err != nil {
 		err = fmt.Errorf("%w: log entry %d: %v; this node stopped applying", ledger.ErrCorrupt, l.Index, err)
@@ -81,6 +85,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.sinceSnapshot.Store(0)
 	return fsmSnapshot{sn}, nil
 }
 

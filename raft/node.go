@@ -72,17 +72,29 @@ type Config struct {
 		io.Closer
 	}
 
-	// Raft timing; zero values take hashicorp/raft's defaults.
+	// Raft timing; zero values take hashicorp/raft's defaults (1s
+	// heartbeat and election, 500ms lease) except CommitTimeout, 10ms
+	// here (hashicorp/raft: 50ms): it is how long followers may wait to
+	// learn that the last entry of a burst committed, and a follower
+	// answers a forwarded write only once it applied it (read your
+	// writes); the idle cost is ~100 empty AppendEntries a second per
+	// follower.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
-	// Snapshots: after SnapshotThreshold new entries (default 8192),
-	// checked every SnapshotInterval (default 2m); TrailingLogs entries
-	// stay in the log after a snapshot (default 1024: ledger entries are
-	// batches of up to 16 MiB, not hashicorp/raft's small commands, so
-	// its default of 10240 could keep tens of GB of log). A snapshot is
-	// a full copy of the store; one is kept.
+	// Snapshots. A snapshot is a full copy of the store (one is kept),
+	// so its cost grows with the ledger while a log entry is one batch of
+	// 1 to 10,000 events: a threshold in entries would snapshot a busy
+	// ledger of single appends every few seconds and a batched one almost
+	// never. The node therefore snapshots after SnapshotBytes of applied
+	// log (default 1 GiB), checked every second; SnapshotThreshold
+	// (default 65536 entries, checked every SnapshotInterval, default
+	// 2m) is hashicorp/raft's own trigger, kept as a backstop.
+	// TrailingLogs entries stay in the log after a snapshot (default
+	// 1024: up to 16 GiB of full batches, typically some hundred MB; a
+	// follower further behind catches up by snapshot).
+	SnapshotBytes     uint64
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
@@ -237,7 +249,13 @@ func Open(cfg Config) (_ *Node, err error) {
 	// Batching: many proposals per AppendEntries and per fsync of the log
 	// (NOTES-deps: ~15k commands/s on 3 loopback nodes, ~2k without).
 	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 1024
+	// MaxAppendEntries bounds the entries of one AppendEntries RPC and of
+	// one log write. An entry is a whole batch (up to 16 MiB), and the
+	// ledger keeps only a few in flight per node, so 64 is plenty to
+	// batch them and keeps a catch-up RPC to a lagging follower from
+	// carrying gigabytes (hashicorp/raft's default is 64; it was 1024).
+	rc.MaxAppendEntries = 64
+	rc.CommitTimeout = 10 * time.Millisecond
 	setDur(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
 	setDur(&rc.ElectionTimeout, cfg.ElectionTimeout)
 	setDur(&rc.LeaderLeaseTimeout, cfg.LeaderLeaseTimeout)
@@ -246,8 +264,12 @@ func Open(cfg Config) (_ *Node, err error) {
 	}
 	setDur(&rc.CommitTimeout, cfg.CommitTimeout)
 	setDur(&rc.SnapshotInterval, cfg.SnapshotInterval)
+	rc.SnapshotThreshold = 1 << 16
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if n.cfg.SnapshotBytes == 0 {
+		n.cfg.SnapshotBytes = 1 << 30
 	}
 	rc.TrailingLogs = 1024
 	if cfg.TrailingLogs > 0 {
@@ -264,8 +286,9 @@ func Open(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.upkeep() }()
+	go func() { defer n.wg.Done(); n.snapshotBySize() }()
 	n.log.Info("raft started", "raft_addr", n.trans.LocalAddr(), "api_addr", cfg.APIAddr)
 	return n, nil
 }
@@ -491,6 +514,29 @@ func (n *Node) upkeep() {
 			n.checkDivergence(ctx)
 			cancel()
 		}
+	}
+}
+
+// snapshotBySize takes a snapshot whenever SnapshotBytes of log were
+// applied since the last one, until Close.
+func (n *Node) snapshotBySize() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if n.fsm.sinceSnapshot.Load() < n.cfg.SnapshotBytes {
+			continue
+		}
+		start := time.Now()
+		if err := n.raft.Snapshot().Error(); err != nil {
+			n.log.Debug("raft: snapshot by size", "err", err)
+			continue
+		}
+		n.log.Info("raft: snapshot taken", "after_bytes", n.cfg.SnapshotBytes, "took", time.Since(start))
 	}
 }
 
