@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,4 +147,30 @@ func BenchmarkStoreApply(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*1000), "cpu-µs/event")
+}
+
+// BenchmarkAppendSequential is one client appending single events, fsync
+// on: the latency floor of the write path without the API in front.
+//
+//	go test -run '^$' -bench AppendSequential -benchtime 3000x ./ledger/
+func BenchmarkAppendSequential(b *testing.B) {
+	keys := newTestKeys(b)
+	l, _ := openTestLedger(b, b.TempDir(), keys, StoreOptions{})
+	evs := benchEvents(1024)
+	lat := make([]time.Duration, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := l.Append(context.Background(), evs[i%len(evs):][:1]); err != nil {
+			b.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
 }
