@@ -188,11 +188,17 @@ func (s *LedgerService) GetEntries(ctx context.Context, req *pb.GetEntriesReques
 		return resp, nil
 	}
 	end := min(size, req.StartIndex+n)
-	for i := req.StartIndex; i < end; i++ {
-		leaf, err := st.Leaf(i)
-		if err != nil {
-			return nil, grpcError(s.log, "GetEntries", err)
-		}
+	leaves, err := st.Leaves(req.StartIndex, end) // one range read
+	if err != nil {
+		return nil, grpcError(s.log, "GetEntries", err)
+	}
+	if req.LeavesOnly {
+		resp.Entries = leafEntries(req.StartIndex, leaves)
+		return resp, nil
+	}
+	resp.Entries = make([]*pb.Entry, 0, len(leaves))
+	for j, leaf := range leaves {
+		i := req.StartIndex + uint64(j)
 		e, err := s.view.entry(ctx, i, leaf)
 		if err != nil {
 			// A tampered entry must still reach verify-log so it can name
@@ -272,11 +278,12 @@ func (s *LedgerService) inclusion(ctx context.Context, req *pb.GetInclusionProof
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := st.Leaf(idx)
+	// The leaf hash the proof is about, as the tree holds it (a tile row,
+	// in memory), not re-read from the entry.
+	h, err := st.LeafHash(idx)
 	if err != nil {
 		return nil, err
 	}
-	h := merkle.LeafHash(leaf)
 	return &pb.GetInclusionProofResponse{
 		Proof:      &pb.InclusionProof{Index: idx, TreeSize: size, LeafHash: h[:], Hashes: HashesToProto(proof)},
 		Checkpoint: CheckpointToProto(cp),

@@ -366,6 +366,7 @@ func growTo(b []byte, n int) []byte {
 
 // tiles reset: a restore may replace the tree, so forget every cached tile.
 func (c *tileCache) reset() {
+	c.forget()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.m)

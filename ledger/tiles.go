@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -61,38 +63,82 @@ func (s *Store) TileRow(level uint8, index uint64) ([]merkle.Hash, error) {
 }
 
 // nodeHash returns the hash of a complete node. The caller guarantees the
-// node is complete in the committed tree.
-func (s *Store) nodeHash(id merkle.NodeID) (merkle.Hash, error) {
+// node is complete in the tree of ev's size. Nodes of the partial tiles
+// come from ev, those of full tiles from the tile cache; only a full tile
+// missing from the cache is read from Pebble.
+func (s *Store) nodeHash(ev *edgeView, id merkle.NodeID) (merkle.Hash, error) {
 	t, r, start := merkle.TileForNode(id)
-	if ft := s.tiles.get(t.Level, t.Index); ft != nil {
-		return ft.node(r, start>>r), nil
+	k := start >> r
+	if h, ok := ev.node(t.Level, t.Index, r, k); ok {
+		return h, nil
 	}
-	row, err := s.tileRow(t.Level, t.Index)
+	if ft := s.tiles.get(t.Level, t.Index); ft != nil {
+		return ft.node(r, k), nil
+	}
+	gen := s.tiles.gen.Load()
+	var row []merkle.Hash
+	var err error
+	if ev.full(t.Level, t.Index) {
+		// The full row was committed before the state was published; a
+		// Get of it needs no view shared with the segments.
+		row, err = s.fullRow(t.Level, t.Index)
+	} else {
+		row, err = s.tileRow(t.Level, t.Index)
+	}
 	if err != nil {
 		return merkle.Hash{}, err
 	}
 	if len(row) == merkle.TileWidth {
 		ft := newFullTile(row)
-		s.tiles.put(t.Level, t.Index, ft)
-		return ft.node(r, start>>r), nil
+		s.tiles.put(t.Level, t.Index, ft, gen)
+		return ft.node(r, k), nil
 	}
-	h, err := merkle.TileNodeHash(row, r, start>>r)
+	h, err := merkle.TileNodeHash(row, r, k)
 	if err != nil {
 		return merkle.Hash{}, fmt.Errorf("%w: node %d/%d: %v", ErrCorrupt, id.Level, id.Index, err)
 	}
 	return h, nil
 }
 
-func (s *Store) fetch(nodes merkle.Nodes) ([]merkle.Hash, error) {
+// fullRow reads the row of a tile that is full in the published tree.
+func (s *Store) fullRow(level uint8, index uint64) ([]merkle.Hash, error) {
+	v, closer, err := s.db.Get(tileKey(level, index))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%w: full tile %d/%d missing", ErrCorrupt, level, index)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read tile %d/%d: %w", level, index, err)
+	}
+	defer closer.Close()
+	if len(v) != merkle.TileWidth*merkle.HashSize {
+		return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
+	}
+	return decodeRow(v, make([]merkle.Hash, 0, merkle.TileWidth)), nil
+}
+
+func (s *Store) fetch(ev *edgeView, nodes merkle.Nodes) ([]merkle.Hash, error) {
 	hashes := make([]merkle.Hash, len(nodes.IDs))
 	for i, id := range nodes.IDs {
-		h, err := s.nodeHash(id)
+		h, err := s.nodeHash(ev, id)
 		if err != nil {
 			return nil, err
 		}
 		hashes[i] = h
 	}
 	return nodes.Rehash(hashes)
+}
+
+// LeafHash returns the leaf hash at index as the tree holds it (the row
+// of its level-0 tile), without reading the entry.
+func (s *Store) LeafHash(index uint64) (merkle.Hash, error) {
+	if cur := s.State().Size; index >= cur {
+		return merkle.Hash{}, fmt.Errorf("%w: index %d (tree size %d)", ErrNotFound, index, cur)
+	}
+	ev, err := s.publishedEdge()
+	if err != nil {
+		return merkle.Hash{}, err
+	}
+	return s.nodeHash(ev, merkle.NodeID{Level: 0, Index: index})
 }
 
 // InclusionProof returns the proof that leaf index is in the tree of the
@@ -108,7 +154,11 @@ func (s *Store) InclusionProof(index, size uint64) ([]merkle.Hash, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.fetch(nodes)
+	ev, err := s.publishedEdge()
+	if err != nil {
+		return nil, err
+	}
+	return s.fetch(ev, nodes)
 }
 
 // ConsistencyProof returns the proof that the tree of size1 is a prefix of
@@ -124,7 +174,11 @@ func (s *Store) ConsistencyProof(size1, size2 uint64) ([]merkle.Hash, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.fetch(nodes)
+	ev, err := s.publishedEdge()
+	if err != nil {
+		return nil, err
+	}
+	return s.fetch(ev, nodes)
 }
 
 // RootAt returns the root hash of the tree at an earlier (or the current) size.
@@ -136,10 +190,14 @@ func (s *Store) RootAt(size uint64) (merkle.Hash, error) {
 	if size == st.Size {
 		return st.Root, nil
 	}
+	ev, err := s.publishedEdge()
+	if err != nil {
+		return merkle.Hash{}, err
+	}
 	ids := merkle.RangeNodes(size)
 	hashes := make([]merkle.Hash, len(ids))
 	for i, id := range ids {
-		h, err := s.nodeHash(id)
+		h, err := s.nodeHash(ev, id)
 		if err != nil {
 			return merkle.Hash{}, err
 		}
@@ -174,13 +232,18 @@ func newFullTile(row []merkle.Hash) *fullTile {
 func (ft *fullTile) node(r uint8, k int) merkle.Hash { return ft.levels[r][k] }
 
 // tileCache keeps computed full tiles (which never change), evicting the
-// oldest when full.
+// oldest when full, and the edge view of the published state.
 type tileCache struct {
 	mu    sync.Mutex
 	max   int
 	m     map[[2]uint64]*fullTile
 	order [][2]uint64
 	next  int
+
+	// gen counts resets; a tile read before a reset is not cached after it.
+	gen    atomic.Uint64
+	edge   atomic.Pointer[edgeView]
+	edgeMu sync.Mutex // serialises building edge views
 }
 
 func newTileCache(n int) *tileCache {
@@ -196,11 +259,12 @@ func (c *tileCache) get(level uint8, index uint64) *fullTile {
 	return c.m[[2]uint64{uint64(level), index}]
 }
 
-func (c *tileCache) put(level uint8, index uint64, ft *fullTile) {
+// put caches ft, unless the cache was reset since gen was read.
+func (c *tileCache) put(level uint8, index uint64, ft *fullTile, gen uint64) {
 	k := [2]uint64{uint64(level), index}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[k]; ok {
+	if _, ok := c.m[k]; ok || c.gen.Load() != gen {
 		return
 	}
 	if len(c.order) < c.max {
@@ -211,4 +275,15 @@ func (c *tileCache) put(level uint8, index uint64, ft *fullTile) {
 		c.next = (c.next + 1) % c.max
 	}
 	c.m[k] = ft
+}
+
+// forget drops the edge view and makes tiles read before the call
+// uncacheable; reset calls it when a restore may have replaced the tree.
+// It waits for a view being built (from rows that may predate the
+// restore) so that view is dropped too.
+func (c *tileCache) forget() {
+	c.edgeMu.Lock()
+	defer c.edgeMu.Unlock()
+	c.gen.Add(1)
+	c.edge.Store(nil)
 }

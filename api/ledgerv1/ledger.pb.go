@@ -1222,7 +1222,11 @@ type GetEntriesRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	StartIndex uint64                 `protobuf:"varint,1,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
 	// At most 1000; 0 means 100.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Return only index, leaf and leaf_hash of each entry: the event is not
+	// decoded (nor decrypted) and the other fields stay empty. For callers
+	// that check the log from the leaves alone (root recomputation, audits).
+	LeavesOnly    bool `protobuf:"varint,3,opt,name=leaves_only,json=leavesOnly,proto3" json:"leaves_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1269,6 +1273,13 @@ func (x *GetEntriesRequest) GetCount() uint32 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *GetEntriesRequest) GetLeavesOnly() bool {
+	if x != nil {
+		return x.LeavesOnly
+	}
+	return false
 }
 
 type GetEntriesResponse struct {
@@ -1677,11 +1688,13 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x15.ledger.v1.CheckpointR\n" +
 	"checkpoint\x12!\n" +
-	"\fverifier_key\x18\x02 \x01(\tR\vverifierKey\"J\n" +
+	"\fverifier_key\x18\x02 \x01(\tR\vverifierKey\"k\n" +
 	"\x11GetEntriesRequest\x12\x1f\n" +
 	"\vstart_index\x18\x01 \x01(\x04R\n" +
 	"startIndex\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"]\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
+	"\vleaves_only\x18\x03 \x01(\bR\n" +
+	"leavesOnly\"]\n" +
 	"\x12GetEntriesResponse\x12*\n" +
 	"\aentries\x18\x01 \x03(\v2\x10.ledger.v1.EntryR\aentries\x12\x1b\n" +
 	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\"u\n" +
