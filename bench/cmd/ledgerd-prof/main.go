@@ -44,6 +44,15 @@ func main() {
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := node.Defaults()
+	if path := os.Getenv("LEDGERD_PROF_CONFIG"); path != "" {
+		// A JSON config under the flags, e.g. to profile with field
+		// encryption off: {"security":{"encryption":{"disabled":true}}}.
+		var err error
+		if cfg, err = node.LoadConfig(path); err != nil {
+			fmt.Fprintln(stderr, "ledgerd-prof:", err)
+			return 2
+		}
+	}
 	fs := flag.NewFlagSet("ledgerd-prof", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory")
