@@ -144,7 +144,11 @@ func (n *Node) startSecurity(cfg *Config) error {
 		if created != "" {
 			n.log.Info("generated key", "file", created)
 		}
-		if s.crypter, err = fieldcrypt.New(fieldcrypt.Options{Config: sc.Encryption, Master: master, Store: n.store, Commit: commit, Logger: n.log}); err != nil {
+		var watch func(applied func([]ledger.KV), restored func())
+		if n.cluster != nil {
+			watch = n.cluster.raft.ObserveKV // other nodes' key writes reach the crypter's index
+		}
+		if s.crypter, err = fieldcrypt.New(fieldcrypt.Options{Config: sc.Encryption, Master: master, Store: n.store, Commit: commit, Logger: n.log, Watch: watch}); err != nil {
 			return fmt.Errorf("security: %w", err)
 		}
 		n.log.Info("security: field encryption on", "masterKey", master.CurrentID(), "subjectKeys", s.crypter.SubjectsEnabled())

@@ -19,7 +19,7 @@ func crypterOn(t testing.TB, tn *testNode, master []byte) *fieldcrypt.Crypter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := fieldcrypt.New(fieldcrypt.Options{Master: mk, Store: tn.store, Commit: tn.node.Committer(), Logger: testLogger()})
+	c, err := fieldcrypt.New(fieldcrypt.Options{Master: mk, Store: tn.store, Commit: tn.node.Committer(), Logger: testLogger(), Watch: tn.node.ObserveKV})
 	if err != nil {
 		t.Fatal(err)
 	}

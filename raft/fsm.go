@@ -32,6 +32,8 @@ type FSM struct {
 	// sinceSnapshot counts the log bytes applied since the last snapshot
 	// (the node snapshots by size).
 	sinceSnapshot atomic.Uint64
+
+	observers kvObservers // told of applied KV writes and restores (observe.go)
 }
 
 // NewFSM returns the state machine over store.
@@ -66,7 +68,11 @@ func (f *FSM) Apply(l *hraft.Log) any {
 		res, err := f.store.Apply(l.Index, cmd.leaves)
 		return applyResponse{results: res, err: err}
 	default: // kindKV
-		return applyResponse{err: f.store.ApplyKV(l.Index, cmd.ops)}
+		err := f.store.ApplyKV(l.Index, cmd.ops)
+		if err == nil {
+			f.observers.applied(cmd.ops)
+		}
+		return applyResponse{err: err}
 	}
 }
 
@@ -118,6 +124,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return nil
 	}
 	f.log.Info("raft: restoring store from snapshot", "size", snap.Size, "applied", snap.LastApplied, "store_size", local.Size)
+	defer f.observers.restored() // even a failed restore may have changed the store
 	if err := f.store.Restore(br); err != nil {
 		return fmt.Errorf("raft: restore snapshot: %w", err)
 	}
