@@ -31,15 +31,24 @@
 //  3. Build the ledger.Ledger with Committer() as its committer and the
 //     cluster keys, create the Service with it and register the Service
 //     on the node's gRPC server.
-//  4. To stop: stop the gRPC server, Close the Ledger, Close the Node,
-//     then close the Store.
+//  4. To stop: stop the gRPC server, call Stopping, Close the Ledger,
+//     Close the Node, then close the Store.
 //
 // Writes on a follower are forwarded to the leader's Cluster.Forward
-// RPC (the leader's API address is in a replicated membership table).
-// While no leader can take a write, the committer waits up to
+// RPC (the leader's API address is in a replicated membership table),
+// several batches in flight, and answered once the follower itself has
+// applied them, so a read on that follower right after the append finds
+// the entry (read your writes; the leader does not wait for followers'
+// apply). While no leader can take a write, the committer waits up to
 // Config.ApplyTimeout and then fails with ledger.ErrNotLeader (gRPC
-// Unavailable); a retry with the same event ids is exactly-once because
-// apply is idempotent on ids.
+// Unavailable with a RetryInfo hint); a retry with the same event ids is
+// exactly-once because apply is idempotent on ids. Once the process
+// begins to stop (Node.Stopping), a write that finds no leader fails at
+// once, so that a node without quorum still stops promptly.
+//
+// Snapshots are taken after Config.SnapshotBytes of applied log (an
+// entry is a whole batch, so a count of entries says little about the
+// log's size).
 //
 // Reads are served by every node from its applied state; ReadBarrier and
 // LinearizableCheckpoint give the freshest state when a caller needs it.

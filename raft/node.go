@@ -234,7 +234,10 @@ func Open(cfg Config) (_ *Node, err error) {
 	default:
 		return nil, fmt.Errorf("raft: unknown log store %q (wal or bolt)", cfg.LogStore)
 	}
-	cached, err := hraft.NewLogCache(128, n.logs)
+	// The cache serves replication of the newest entries without reading
+	// the log. Entries are whole batches (up to 16 MiB) and only a few are
+	// in flight, so 32 is enough and bounds what it pins in memory.
+	cached, err := hraft.NewLogCache(32, n.logs)
 	if err != nil {
 		return nil, err
 	}
