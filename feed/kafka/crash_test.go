@@ -22,7 +22,6 @@ import (
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
 	"github.com/auditledger/ledgerd/feed"
 	"github.com/auditledger/ledgerd/ledger"
-	"github.com/auditledger/ledgerd/node"
 )
 
 // ledgerdProc is a ledgerd process with a Kafka sink.
@@ -219,7 +218,7 @@ func TestKafkaSinkSurvivesKill9(t *testing.T) {
 	wg.Wait()
 
 	// What the killed process left on disk.
-	store, err := ledger.OpenStore(node.StoreDir(p.dataDir), ledger.StoreOptions{})
+	store, err := ledger.OpenStore(filepath.Join(p.dataDir, "db"), ledger.StoreOptions{}) // node.StoreDir
 	if err != nil {
 		t.Fatal(err)
 	}
