@@ -18,7 +18,8 @@ import (
 	"github.com/auditledger/ledgerd/merkle"
 )
 
-func serveLedger(t *testing.T, l *ledger.Ledger) pb.LedgerClient {
+// serveLedger serves the Ledger service on 127.0.0.1 and returns a client.
+func serveLedger(t testing.TB, l *ledger.Ledger) pb.LedgerClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
