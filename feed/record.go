@@ -204,6 +204,15 @@ func appendKV(b []byte, key, value string) []byte {
 	return appendJSONString(b, value)
 }
 
+// jsonPlain[c] reports whether ASCII byte c stands for itself in a JSON
+// string as encoding/json writes it.
+var jsonPlain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string, escaped as encoding/json
 // does (HTML characters and U+2028/U+2029 included). s is valid UTF-8:
 // the ledger accepts nothing else.
@@ -214,7 +223,7 @@ func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if jsonPlain[c] {
 				i++
 				continue
 			}

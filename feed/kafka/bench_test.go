@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/signal"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -368,4 +372,35 @@ func BenchmarkKafkaSinkDrain(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	// CPU of the sink and the in-process broker together, per event.
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1000, "cpu-µs/event")
+}
+
+// TestServeKfake runs the in-process broker of these tests as a broker
+// for a real ledgerd, until SIGINT or SIGTERM, when KFAKE_SERVE is set to
+// its host:port (topic audit-events, 4 partitions), e.g. to benchmark a
+// ledgerd with a Kafka sink with ledgerctl bench:
+//
+//	go test -c -o /tmp/kafka.test ./feed/kafka/
+//	KFAKE_SERVE=127.0.0.1:19092 /tmp/kafka.test -test.run TestServeKfake -test.v &
+func TestServeKfake(t *testing.T) {
+	addr := os.Getenv("KFAKE_SERVE")
+	if addr == "" {
+		t.Skip("set KFAKE_SERVE=host:port to serve a broker")
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.Ports(port), kfake.DataDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	t.Logf("kfake serving topic %s on %v", topic, c.ListenAddrs())
+	<-ctx.Done()
 }
