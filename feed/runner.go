@@ -23,6 +23,12 @@ type runner struct {
 	log  *slog.Logger
 	rng  *rand.Rand // backoff jitter; used by the runner goroutine only
 
+	// dlMu guards deadLetter, the open dead-letter file. It is apart from
+	// mu so that writing and syncing the file never holds up Healthy and
+	// Status: every append response asks Healthy.
+	dlMu       sync.Mutex
+	deadLetter *os.File
+
 	mu           sync.Mutex // guards the fields below
 	running      bool
 	next         uint64 // cursor while running
@@ -34,7 +40,6 @@ type runner struct {
 	failingSince time.Time
 	alerting     bool
 	lastDelivery time.Time
-	deadLetter   *os.File
 }
 
 func newRunner(m *Manager, spec SinkSpec, seed uint64) *runner {
@@ -269,8 +274,8 @@ type deadLetter struct {
 // writeDeadLetters appends rejected items to the dead-letter file and
 // syncs it before the cursor may move past them.
 func (r *runner) writeDeadLetters(rej []rejection) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.dlMu.Lock()
+	defer r.dlMu.Unlock()
 	if r.deadLetter == nil {
 		f, err := os.OpenFile(r.d.DeadLetterFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
@@ -292,7 +297,9 @@ func (r *runner) writeDeadLetters(rej []rejection) error {
 	if err := r.deadLetter.Sync(); err != nil {
 		return fmt.Errorf("feed: sync dead-letter file: %w", err)
 	}
+	r.mu.Lock()
 	r.deadLettered += uint64(len(rej))
+	r.mu.Unlock()
 	r.m.metrics.deadLettered.WithLabelValues(r.d.Name).Add(float64(len(rej)))
 	r.log.Warn("entries rejected by the receiver went to the dead-letter file", "count", len(rej), "first", rej[0].it.Index, "file", r.d.DeadLetterFile, "err", rej[0].err)
 	return nil
@@ -436,10 +443,10 @@ func (r *runner) status() Status {
 }
 
 func (r *runner) close() error {
-	r.mu.Lock()
+	r.dlMu.Lock()
 	f := r.deadLetter
 	r.deadLetter = nil
-	r.mu.Unlock()
+	r.dlMu.Unlock()
 	err := r.spec.Sink.Close()
 	if f != nil {
 		if cerr := f.Close(); cerr != nil && err == nil {
