@@ -526,13 +526,13 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	out := make([]ledger.Event, len(events))
 	var rnd nonces
 	var sl sealer
-	var nbuf [nonceSize]byte
 	for i := range events {
 		e := events[i]
 		var dk *dataKey
 		if dks != nil {
 			dk = dks[i]
 		}
+		named := false // a v2 field of this event names dk
 		for j := range c.cfg.plan {
 			f := &c.cfg.plan[j]
 			p := f.get(&e)
@@ -543,7 +543,8 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			case dk == nil:
 				*p = sl.seal(cur.aead, f.class, cur.id, f.aad, *p, rnd.next())
 			case f.searchable:
-				*p = c.searchableForm(&sl, dk, f, *p, nbuf[:0])
+				*p = c.searchableForm(&sl, dk, f, *p, named)
+				named = true
 			default:
 				*p = sl.seal(dk.aead, f.class, dk.id, f.aad, *p, rnd.next())
 			}
@@ -573,14 +574,15 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	return out, nil
 }
 
-// searchableForm is the deterministic stored form of value in field
-// under dk, remembered per data key.
-func (c *Crypter) searchableForm(sl *sealer, dk *dataKey, f *plannedField, value string, nbuf []byte) string {
-	if s, ok := dk.forms.get(f.index, value); ok {
+// searchableForm is the deterministic (v2) stored form of value in field
+// under dk, remembered per data key; keyless when an earlier field of
+// the event names dk.
+func (c *Crypter) searchableForm(sl *sealer, dk *dataKey, f *plannedField, value string, keyless bool) string {
+	if s, ok := dk.forms.get(f.index, value, keyless); ok {
 		return s
 	}
-	s := sl.seal(dk.aead, ClassPersonal, dk.id, f.aad, value, dk.detNonce(nbuf, f.name, value))
-	dk.forms.put(f.index, value, s)
+	s := sl.sealV2(dk, f.aad, value, keyless)
+	dk.forms.put(f.index, value, keyless, s)
 	return s
 }
 
@@ -604,9 +606,10 @@ func (c *Crypter) Reveal(e *ledger.Event, sensitive bool) {
 	if err := c.refresh(); err != nil {
 		c.log.Error("fieldcrypt: reveal", "err", err)
 	}
+	anchor := eventDataKey(e)
 	for _, f := range allStringFields {
 		if p := f.get(e); IsSealed(*p) {
-			*p = c.open(f.name, *p, sensitive)
+			*p = c.open(f.name, *p, sensitive, anchor)
 		}
 	}
 	var m map[string]string
@@ -615,7 +618,7 @@ func (c *Crypter) Reveal(e *ledger.Event, sensitive bool) {
 			if m == nil {
 				m = maps.Clone(e.Action.Metadata)
 			}
-			m[k] = c.open("metadata."+k, v, sensitive)
+			m[k] = c.open("metadata."+k, v, sensitive, anchor)
 		}
 	}
 	if m != nil {
@@ -623,13 +626,46 @@ func (c *Crypter) Reveal(e *ledger.Event, sensitive bool) {
 	}
 }
 
-func (c *Crypter) open(field, stored string, sensitive bool) string {
+// eventDataKey is the data key id named by the first v2 value of e's
+// encryptable fields: the key of its keyless v2 values ("" if none).
+func eventDataKey(e *ledger.Event) string {
+	for _, f := range encryptable {
+		if v := *f.get(e); len(v) > 8 && v[:8] == "pii:v2:d" {
+			if s, err := ParseSealed(v); err == nil {
+				return s.KeyID
+			}
+		}
+	}
+	return ""
+}
+
+// open decrypts one stored value of field; anchor is the data key of
+// the event's keyless v2 values.
+func (c *Crypter) open(field, stored string, sensitive bool, anchor string) string {
 	v, err := ParseSealed(stored)
 	if err != nil {
 		return stored // a client's value that merely looks encrypted
 	}
 	if v.Class == ClassSensitive && !sensitive {
 		return Encrypted
+	}
+	if v.Version == formatV2 {
+		id := v.KeyID
+		if id == "" {
+			id = anchor
+		}
+		if id == "" {
+			return Undecryptable
+		}
+		dk, state := c.dataKey(id)
+		if dk == nil {
+			return state
+		}
+		pt, ok := dk.openV2(aad(v.Class, field), v.Payload)
+		if !ok {
+			return Undecryptable
+		}
+		return string(pt)
 	}
 	var k *aesKey
 	if v.KeyID[0] == 'f' {
@@ -687,8 +723,9 @@ func (c *Crypter) dataKey(id string) (*dataKey, string) {
 }
 
 // StoredForms returns the strings a searchable personal field holding
-// value is stored as in events of subject (one per live data key of the
-// subject): the query layer matches them instead of the plaintext. It
+// value is stored as in events of subject (per live data key of the
+// subject: the v1 form, and the v2 forms with and without the key id):
+// the query layer matches them instead of the plaintext. It
 // returns nil for a field that is not searchable or a subject without
 // keys.
 func (c *Crypter) StoredForms(subject, field, value string) ([]string, error) {
@@ -707,6 +744,9 @@ func (c *Crypter) StoredForms(subject, field, value string) ([]string, error) {
 			continue
 		}
 		out = append(out, sealWith(dk.aead, ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value)))
+		var sl sealer
+		ad := aad(ClassPersonal, field)
+		out = append(out, sl.sealV2(dk, ad, value, false), sl.sealV2(dk, ad, value, true))
 	}
 	return out, nil
 }

@@ -28,11 +28,28 @@ import (
 // once, without plaintext in any leaf. This reveals which events of one
 // subject share a value (the data key id already ties them to one
 // subject) and nothing else; sensitive fields always get random nonces.
+//
+// Version 2, written for searchable personal fields since v1 (v1 is still
+// read, and StoredForms returns both), is shorter:
+//
+//	pii:v2:<dataKeyId>:<base64url(siv[16] || ciphertext)>   the event's first searchable field
+//	pii:v2::<base64url(siv[16] || ciphertext)>              its other searchable fields
+//
+// It is deterministic authenticated encryption (SIV): siv =
+// HMAC-SHA256(mac key, uvarint(len(ad)) || ad || value)[:16], with ad the
+// additional data above, and the ciphertext is AES-256-CTR(enc key,
+// counter block siv) of the value; both keys are derived from the data
+// key by HKDF. The siv is both the nonce and the tag (12 + 16 bytes of a
+// v1 value become 16), and a field without a key id is under the data
+// key named by the event's first v2 field that has one (in the order of
+// the encryptable event fields), which saves the id's 17 characters.
 const (
 	ClassSensitive = "enc"
 	ClassPersonal  = "pii"
 	formatVersion  = "v1"
+	formatV2       = "v2"
 	nonceSize      = 12
+	sivSize        = 16
 	tagSize        = 16
 	fieldKeyIDLen  = 25 // "f" + 24 hex
 	dataKeyIDLen   = 17 // "d" + 16 base64url
@@ -48,15 +65,16 @@ const (
 // Sealed is a parsed encrypted value.
 type Sealed struct {
 	Class   string
-	KeyID   string
-	Payload []byte // nonce || ciphertext || tag
+	Version string // "v1" ("" reads as v1) or "v2"
+	KeyID   string // "" in a v2 value under its event's data key
+	Payload []byte // v1: nonce || ciphertext || tag; v2: siv || ciphertext
 }
 
 var errNotSealed = errors.New("fieldcrypt: not an encrypted value")
 
 // IsSealed reports cheaply whether s looks like an encrypted value.
 func IsSealed(s string) bool {
-	return len(s) > 7 && s[3] == ':' && s[4] == 'v' && s[5] == '1' && s[6] == ':' &&
+	return len(s) > 7 && s[3] == ':' && s[4] == 'v' && (s[5] == '1' || s[5] == '2' && s[:3] == ClassPersonal) && s[6] == ':' &&
 		(s[:3] == ClassSensitive || s[:3] == ClassPersonal)
 }
 
@@ -66,6 +84,9 @@ func ParseSealed(s string) (Sealed, error) {
 		return Sealed{}, errNotSealed
 	}
 	rest := s[7:]
+	if s[5] == '2' {
+		return parseV2(s[:3], rest)
+	}
 	n := fieldKeyIDLen
 	if rest[0] == 'd' {
 		n = dataKeyIDLen
@@ -73,11 +94,36 @@ func ParseSealed(s string) (Sealed, error) {
 	if len(rest) < n+1 || rest[n] != ':' || !validKeyID(rest[:n]) {
 		return Sealed{}, errNotSealed
 	}
-	p, err := base64.RawURLEncoding.Strict().DecodeString(rest[n+1:])
+	p, err := decodePayload(rest[n+1:])
 	if err != nil || len(p) < nonceSize+tagSize {
 		return Sealed{}, errNotSealed
 	}
-	return Sealed{Class: s[:3], KeyID: rest[:n], Payload: p}, nil
+	return Sealed{Class: s[:3], Version: formatVersion, KeyID: rest[:n], Payload: p}, nil
+}
+
+// parseV2 parses what follows "pii:v2:".
+func parseV2(class, rest string) (Sealed, error) {
+	n := 0
+	if rest[0] != ':' {
+		n = dataKeyIDLen
+		if len(rest) < n+1 || rest[n] != ':' || rest[0] != 'd' || !validKeyID(rest[:n]) {
+			return Sealed{}, errNotSealed
+		}
+	}
+	p, err := decodePayload(rest[n+1:])
+	if err != nil || len(p) < sivSize {
+		return Sealed{}, errNotSealed
+	}
+	return Sealed{Class: class, Version: formatV2, KeyID: rest[:n], Payload: p}, nil
+}
+
+// decodePayload decodes unpadded base64url strictly: the decoder skips
+// line breaks, which would let two strings parse to one value.
+func decodePayload(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errNotSealed
+	}
+	return base64.RawURLEncoding.Strict().DecodeString(s)
 }
 
 // String is the stored form.
@@ -85,7 +131,11 @@ func (v Sealed) String() string {
 	var b strings.Builder
 	b.Grow(8 + len(v.KeyID) + base64.RawURLEncoding.EncodedLen(len(v.Payload)))
 	b.WriteString(v.Class)
-	b.WriteString(":v1:")
+	if v.Version == formatV2 {
+		b.WriteString(":v2:")
+	} else {
+		b.WriteString(":v1:")
+	}
 	b.WriteString(v.KeyID)
 	b.WriteByte(':')
 	b.WriteString(base64.RawURLEncoding.EncodeToString(v.Payload))

@@ -1,6 +1,7 @@
 package fieldcrypt
 
 import (
+	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -122,6 +123,10 @@ type dataKey struct {
 	aesKey
 	siv   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
 	forms formCache
+	// v2 (format.go): the CTR key and a pool of HMACs keyed with the
+	// mac key.
+	v2enc cipher.Block
+	v2mac sync.Pool
 }
 
 func openDataKey(id string, raw []byte) (*dataKey, error) {
@@ -133,9 +138,60 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	ek, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable v2 enc", 32)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable v2 mac", 32)
+	if err != nil {
+		return nil, err
+	}
 	d := &dataKey{aesKey: *ak}
 	d.siv.New = func() any { return hmac.New(sha256.New, sk) }
+	d.v2mac.New = func() any { return hmac.New(sha256.New, mk) }
+	if d.v2enc, err = aes.NewCipher(ek); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// sivOf is the v2 synthetic IV of value with additional data ad.
+func (d *dataKey) sivOf(ad []byte, value []byte) (siv [sivSize]byte) {
+	h := d.v2mac.Get().(hash.Hash)
+	h.Reset()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(ad)))])
+	h.Write(ad)
+	h.Write(value)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	d.v2mac.Put(h)
+	copy(siv[:], sum[:sivSize])
+	return siv
+}
+
+// sealV2 appends siv || AES-CTR(value) to dst.
+func (d *dataKey) sealV2(dst, ad []byte, value string) []byte {
+	siv := d.sivOf(ad, []byte(value))
+	dst = append(dst, siv[:]...)
+	n := len(dst)
+	dst = append(dst, value...)
+	cipher.NewCTR(d.v2enc, siv[:]).XORKeyStream(dst[n:], dst[n:])
+	return dst
+}
+
+// openV2 decrypts a v2 payload (siv || ciphertext) and checks its siv.
+func (d *dataKey) openV2(ad, payload []byte) ([]byte, bool) {
+	if len(payload) < sivSize {
+		return nil, false
+	}
+	pt := make([]byte, len(payload)-sivSize)
+	cipher.NewCTR(d.v2enc, payload[:sivSize]).XORKeyStream(pt, payload[sivSize:])
+	siv := d.sivOf(ad, pt)
+	if !hmac.Equal(siv[:], payload[:sivSize]) {
+		return nil, false
+	}
+	return pt, true
 }
 
 // detNonce derives the nonce of a searchable field from its value.
@@ -156,6 +212,22 @@ func (d *dataKey) detNonce(dst []byte, field, value string) []byte {
 func sealWith(a cipher.AEAD, class, keyID, field, value string, nonce []byte) string {
 	var s sealer
 	return s.seal(a, class, keyID, aad(class, field), value, nonce)
+}
+
+// sealV2 returns the v2 stored form of value under dk, naming dk unless
+// keyless (format.go).
+func (s *sealer) sealV2(dk *dataKey, ad []byte, value string, keyless bool) string {
+	s.payload = dk.sealV2(s.payload[:0], ad, value)
+	n := base64.RawURLEncoding.EncodedLen(len(s.payload))
+	s.out = append(s.out[:0], ClassPersonal...)
+	s.out = append(s.out, ":v2:"...)
+	if !keyless {
+		s.out = append(s.out, dk.id...)
+	}
+	s.out = append(s.out, ':')
+	s.out = slices.Grow(s.out, n)[:len(s.out)+n]
+	base64.RawURLEncoding.Encode(s.out[len(s.out)-n:], s.payload)
+	return string(s.out)
 }
 
 // sealer builds stored forms, reusing its scratch buffers across calls.
@@ -186,12 +258,16 @@ type formCache struct {
 	slots [2 * numEncryptable]atomic.Pointer[formEntry]
 }
 
-type formEntry struct{ value, form string }
+type formEntry struct {
+	value   string
+	keyless bool
+	form    string
+}
 
 // get returns the cached form of value in the field with index fi.
-func (f *formCache) get(fi int, value string) (string, bool) {
+func (f *formCache) get(fi int, value string, keyless bool) (string, bool) {
 	for w := range 2 {
-		if e := f.slots[2*fi+w].Load(); e != nil && e.value == value {
+		if e := f.slots[2*fi+w].Load(); e != nil && e.value == value && e.keyless == keyless {
 			return e.form, true
 		}
 	}
@@ -199,11 +275,11 @@ func (f *formCache) get(fi int, value string) (string, bool) {
 }
 
 // put caches form, moving the field's last value to its second slot.
-func (f *formCache) put(fi int, value, form string) {
+func (f *formCache) put(fi int, value string, keyless bool, form string) {
 	if e := f.slots[2*fi].Load(); e != nil {
 		f.slots[2*fi+1].Store(e)
 	}
-	f.slots[2*fi].Store(&formEntry{value, form})
+	f.slots[2*fi].Store(&formEntry{value, keyless, form})
 }
 
 // nonces hands out fresh random nonces, reading the system's random

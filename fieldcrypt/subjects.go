@@ -266,15 +266,17 @@ func (c *Crypter) createSubjectKeys(ctx context.Context, fk *fieldKey, subjects 
 func (c *Crypter) awaitBatch(ctx context.Context, b *createBatch) error {
 	cr := c.creator
 	for {
+		cr.mu.Lock()
 		select {
 		case <-b.done:
+			cr.mu.Unlock()
 			return nil
 		default:
 		}
-		cr.mu.Lock()
 		if !cr.committing {
-			// b is not done and no write is under way, so b is still
-			// gathering: cr.next.
+			// b is not done and no write is under way (a write closes
+			// its batch's done before it ends, both seen under mu), so b
+			// is still gathering: cr.next.
 			todo := cr.next
 			cr.next = nil
 			cr.committing = true

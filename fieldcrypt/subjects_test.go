@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,4 +325,65 @@ func (f *failing) CommitKV(ctx context.Context, ops []ledger.KV) error {
 		return errInjected
 	}
 	return f.inner.CommitKV(ctx, ops)
+}
+
+// TestV1StillReads: values sealed in the v1 form (by earlier versions)
+// decrypt, are among StoredForms, and read Erased after an erasure, like
+// the v2 values written now; a keyless v2 value without its event's key
+// id, or moved to another field or event, does not decrypt.
+func TestV1StillReads(t *testing.T) {
+	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	r := e.append(t, event("vic"))
+	now := decode(t, e, r[0].Index)
+	id := keyOf(t, now.Actor.ID)
+	if v, _ := ParseSealed(now.Actor.ID); v.Version != formatV2 || keyOf(t, now.Actor.IP) != "" {
+		t.Fatalf("actor.id %q, ip %q: want v2, naming the key once", now.Actor.ID, now.Actor.IP)
+	}
+	dk, _ := e.c.dataKey(id)
+	var nbuf [nonceSize]byte
+	v1 := func(field, value string) string {
+		return sealWith(dk.aead, ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value))
+	}
+	var rnd nonces
+	var sl sealer
+	old := event("vic")
+	old.Actor.ID, old.Actor.IP = v1("actor.id", "vic"), v1("actor.ip", old.Actor.IP)
+	old.Actor.Session = sl.seal(dk.aead, ClassPersonal, dk.id, aad(ClassPersonal, "actor.session"), old.Actor.Session, rnd.next())
+	old.Actor.UserAgent = ""
+	old.Action.Metadata = map[string]string{"password": sl.seal(dk.aead, ClassSensitive, dk.id, aad(ClassSensitive, "metadata.password"), "pw", rnd.next())}
+	got := old
+	e.c.Reveal(&got, true)
+	if got.Actor.ID != "vic" || got.Actor.IP != "203.0.113.77" || got.Actor.Session != "sess-vic" || got.Action.Metadata["password"] != "pw" {
+		t.Fatalf("v1 values read %+v %v", got.Actor, got.Action.Metadata)
+	}
+	forms, err := e.c.StoredForms("vic", "actor.ip", "203.0.113.77")
+	if err != nil || !slices.Contains(forms, old.Actor.IP) || !slices.Contains(forms, now.Actor.IP) {
+		t.Fatalf("StoredForms = %v, %v; want the v1 %q and the v2 %q", forms, err, old.Actor.IP, now.Actor.IP)
+	}
+
+	for _, tc := range []struct {
+		name string
+		edit func(ev *ledger.Event)
+	}{
+		{"keyless without its key id", func(ev *ledger.Event) { ev.Actor.ID = "" }},
+		{"keyless under another key", func(ev *ledger.Event) { ev.Actor.ID = decode(t, e, e.append(t, event("walt"))[0].Index).Actor.ID }},
+		{"moved to another field", func(ev *ledger.Event) { ev.Actor.IP, ev.Actor.Session = ev.Actor.Session, ev.Actor.IP }},
+	} {
+		ev := now
+		tc.edit(&ev)
+		e.c.Reveal(&ev, true)
+		if ev.Actor.IP != Undecryptable {
+			t.Errorf("%s: ip reads %q", tc.name, ev.Actor.IP)
+		}
+	}
+
+	if _, err := e.c.Erase(context.Background(), "vic", "erasure"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []ledger.Event{old, now} {
+		e.c.Reveal(&ev, true)
+		if ev.Actor.ID != Erased || ev.Actor.IP != Erased || ev.Actor.Session != Erased {
+			t.Errorf("after erasure: %+v", ev.Actor)
+		}
+	}
 }

@@ -108,7 +108,7 @@ func cpuTime() time.Duration {
 
 func containsSealed(leaf []byte) bool {
 	for i := 0; i+7 <= len(leaf); i++ {
-		if string(leaf[i:i+7]) == "pii:v1:" {
+		if p := string(leaf[i : i+7]); p == "pii:v1:" || p == "pii:v2:" {
 			return true
 		}
 	}
