@@ -423,3 +423,55 @@ func TestLeafHashBounds(t *testing.T) {
 		t.Fatalf("LeafHash past the size: %v", err)
 	}
 }
+
+// TestProofsSmallCaches serves proofs through every cache path: full
+// tiles evicted, tops kept or evicted too.
+func TestProofsSmallCaches(t *testing.T) {
+	tr := newEdgeTree()
+	for i := range 6000 {
+		tr.add(edgeLeaf(i, "c"))
+	}
+	for _, tiles := range []int{1, 3, 64} {
+		t.Run(fmt.Sprint(tiles), func(t *testing.T) {
+			s, err := OpenStore(t.TempDir(), StoreOptions{NoSync: true, TileCacheSize: tiles})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Apply(1, tr.leaves); err != nil {
+				t.Fatal(err)
+			}
+			rnd := rand.New(rand.NewPCG(7, uint64(tiles)))
+			for range 300 {
+				size := 1 + rnd.Uint64N(6000)
+				checkInclusion(t, s, tr, rnd.Uint64N(size), size)
+				checkConsistency(t, s, tr, rnd.Uint64N(size+1), size)
+			}
+		})
+	}
+}
+
+func TestClockSecondChance(t *testing.T) {
+	c := newClock[int](2)
+	yes := func() bool { return true }
+	c.put([2]uint64{0, 1}, 1, yes)
+	c.put([2]uint64{0, 2}, 2, yes)
+	c.get([2]uint64{0, 1})         // used: survives the next eviction
+	c.put([2]uint64{0, 3}, 3, yes) // evicts 2
+	if _, ok := c.get([2]uint64{0, 2}); ok {
+		t.Fatal("2 was kept")
+	}
+	for _, k := range []uint64{1, 3} {
+		if v, ok := c.get([2]uint64{0, k}); !ok || v != int(k) {
+			t.Fatalf("get %d = %d, %v", k, v, ok)
+		}
+	}
+	c.put([2]uint64{0, 4}, 4, func() bool { return false })
+	if _, ok := c.get([2]uint64{0, 4}); ok {
+		t.Fatal("put refused by ok was kept")
+	}
+	c.clear()
+	if _, ok := c.get([2]uint64{0, 1}); ok || len(c.m) != 0 {
+		t.Fatal("clear kept entries")
+	}
+}

@@ -7,21 +7,27 @@ import (
 )
 
 // BenchmarkProofs serves proofs and reads from a store of 1M entries
-// (LEDGER_BENCH_ENTRIES overrides), built once without fsync: random
-// indices, so with the default tile cache (2048 full tiles) about half of
-// the 3906 level-0 tiles a proof needs are cache misses.
+// (LEDGER_BENCH_ENTRIES overrides), built once without fsync, at indices
+// spread over the whole tree: with the default tile cache (2048 full
+// tiles, LEDGER_BENCH_TILE_CACHE overrides) about half of the 3906
+// level-0 tiles the proofs need are cache misses.
 //
-//	go test -run '^$' -bench Proofs -benchtime 20000x ./ledger/
+//	go test -run '^$' -bench Proofs -benchtime 2s ./ledger/
 func BenchmarkProofs(b *testing.B) {
-	size := uint64(1_000_000)
-	if v := os.Getenv("LEDGER_BENCH_ENTRIES"); v != "" {
+	env := func(name string, def uint64) uint64 {
+		v := os.Getenv(name)
+		if v == "" {
+			return def
+		}
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n < 2 {
-			b.Fatalf("LEDGER_BENCH_ENTRIES=%q", v)
+			b.Fatalf("%s=%q", name, v)
 		}
-		size = n
+		return n
 	}
-	s, err := OpenStore(b.TempDir(), StoreOptions{NoSync: true})
+	size := env("LEDGER_BENCH_ENTRIES", 1_000_000)
+	cache := env("LEDGER_BENCH_TILE_CACHE", 0)
+	s, err := OpenStore(b.TempDir(), StoreOptions{NoSync: true, TileCacheSize: int(cache)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -365,14 +365,7 @@ func growTo(b []byte, n int) []byte {
 }
 
 // tiles reset: a restore may replace the tree, so forget every cached tile.
-func (c *tileCache) reset() {
-	c.forget()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.m)
-	c.order = c.order[:0]
-	c.next = 0
-}
+func (c *tileCache) reset() { c.forget() }
 
 // crcReader checksums the bytes its caller consumes.
 type crcReader struct {

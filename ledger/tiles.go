@@ -65,33 +65,50 @@ func (s *Store) TileRow(level uint8, index uint64) ([]merkle.Hash, error) {
 // nodeHash returns the hash of a complete node. The caller guarantees the
 // node is complete in the tree of ev's size. Nodes of the partial tiles
 // come from ev, those of full tiles from the tile cache; only a full tile
-// missing from the cache is read from Pebble.
-func (s *Store) nodeHash(ev *edgeView, id merkle.NodeID) (merkle.Hash, error) {
+// missing from the cache is read from Pebble (once per proof: rows keeps
+// the last row read). A full tile read for the first time is hashed up
+// and cached whole; one read again after its eviction from the cache is
+// served from its cached top levels and the row, which costs a few
+// hashes instead of 255.
+func (s *Store) nodeHash(ev *edgeView, id merkle.NodeID, rows *rowMemo) (merkle.Hash, error) {
 	t, r, start := merkle.TileForNode(id)
 	k := start >> r
 	if h, ok := ev.node(t.Level, t.Index, r, k); ok {
 		return h, nil
 	}
-	if ft := s.tiles.get(t.Level, t.Index); ft != nil {
+	c := s.tiles
+	if ft := c.get(t.Level, t.Index); ft != nil {
 		return ft.node(r, k), nil
 	}
-	gen := s.tiles.gen.Load()
-	var row []merkle.Hash
-	var err error
-	if ev.full(t.Level, t.Index) {
-		// The full row was committed before the state was published; a
-		// Get of it needs no view shared with the segments.
-		row, err = s.fullRow(t.Level, t.Index)
-	} else {
-		row, err = s.tileRow(t.Level, t.Index)
+	if !ev.full(t.Level, t.Index) {
+		// Not a tile of ev's tree: only when a restore shrank the tree
+		// under a reader. Read it as it is stored.
+		row, err := s.tileRow(t.Level, t.Index)
+		if err != nil {
+			return merkle.Hash{}, err
+		}
+		return rowNode(row, id, r, k)
 	}
+	top := c.top(t.Level, t.Index)
+	if top != nil && r >= topFrom {
+		return top.node(r, k), nil
+	}
+	gen := c.gen.Load()
+	row, err := rows.fullRow(s, t.Level, t.Index)
 	if err != nil {
 		return merkle.Hash{}, err
 	}
-	if len(row) == merkle.TileWidth {
-		ft := newFullTile(row)
-		s.tiles.put(t.Level, t.Index, ft, gen)
-		return ft.node(r, k), nil
+	if top != nil {
+		return rowNode(row, id, r, k)
+	}
+	ft := newFullTile(row)
+	c.put(t.Level, t.Index, ft, gen)
+	return ft.node(r, k), nil
+}
+
+func rowNode(row []merkle.Hash, id merkle.NodeID, r uint8, k int) (merkle.Hash, error) {
+	if r == 0 && k < len(row) {
+		return row[k], nil
 	}
 	h, err := merkle.TileNodeHash(row, r, k)
 	if err != nil {
@@ -100,8 +117,21 @@ func (s *Store) nodeHash(ev *edgeView, id merkle.NodeID) (merkle.Hash, error) {
 	return h, nil
 }
 
+// rowMemo keeps the last full row one proof read: the nodes of a proof
+// that lie in one tile are listed one after the other.
+type rowMemo struct {
+	level uint8
+	index uint64
+	row   []merkle.Hash
+}
+
 // fullRow reads the row of a tile that is full in the published tree.
-func (s *Store) fullRow(level uint8, index uint64) ([]merkle.Hash, error) {
+// The full row was committed before the state was published, so a Get of
+// it needs no view shared with the segments.
+func (m *rowMemo) fullRow(s *Store, level uint8, index uint64) ([]merkle.Hash, error) {
+	if m.row != nil && m.level == level && m.index == index {
+		return m.row, nil
+	}
 	v, closer, err := s.db.Get(tileKey(level, index))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("%w: full tile %d/%d missing", ErrCorrupt, level, index)
@@ -113,13 +143,16 @@ func (s *Store) fullRow(level uint8, index uint64) ([]merkle.Hash, error) {
 	if len(v) != merkle.TileWidth*merkle.HashSize {
 		return nil, fmt.Errorf("%w: tile %d/%d has %d bytes", ErrCorrupt, level, index, len(v))
 	}
-	return decodeRow(v, make([]merkle.Hash, 0, merkle.TileWidth)), nil
+	m.level, m.index = level, index
+	m.row = decodeRow(v, make([]merkle.Hash, 0, merkle.TileWidth))
+	return m.row, nil
 }
 
 func (s *Store) fetch(ev *edgeView, nodes merkle.Nodes) ([]merkle.Hash, error) {
 	hashes := make([]merkle.Hash, len(nodes.IDs))
+	var rows rowMemo
 	for i, id := range nodes.IDs {
-		h, err := s.nodeHash(ev, id)
+		h, err := s.nodeHash(ev, id, &rows)
 		if err != nil {
 			return nil, err
 		}
@@ -138,7 +171,7 @@ func (s *Store) LeafHash(index uint64) (merkle.Hash, error) {
 	if err != nil {
 		return merkle.Hash{}, err
 	}
-	return s.nodeHash(ev, merkle.NodeID{Level: 0, Index: index})
+	return s.nodeHash(ev, merkle.NodeID{Level: 0, Index: index}, &rowMemo{})
 }
 
 // InclusionProof returns the proof that leaf index is in the tree of the
@@ -196,8 +229,9 @@ func (s *Store) RootAt(size uint64) (merkle.Hash, error) {
 	}
 	ids := merkle.RangeNodes(size)
 	hashes := make([]merkle.Hash, len(ids))
+	var rows rowMemo
 	for i, id := range ids {
-		h, err := s.nodeHash(ev, id)
+		h, err := s.nodeHash(ev, id, &rows)
 		if err != nil {
 			return merkle.Hash{}, err
 		}
@@ -231,14 +265,39 @@ func newFullTile(row []merkle.Hash) *fullTile {
 
 func (ft *fullTile) node(r uint8, k int) merkle.Hash { return ft.levels[r][k] }
 
-// tileCache keeps computed full tiles (which never change), evicting the
-// oldest when full, and the edge view of the published state.
+// topFrom is the lowest tile level a tileTop keeps.
+const topFrom = 4
+
+// tileTop is the top of a full tile, its levels topFrom..8 (16+8+4+2+1
+// nodes, 1 KiB): what a proof needs from the tile besides the row, short
+// of a few hashes over it.
+type tileTop [2*merkle.TileWidth>>topFrom - 1]merkle.Hash
+
+func (ft *fullTile) top() *tileTop {
+	var t tileTop
+	off := 0
+	for r := topFrom; r <= merkle.TileHeight; r++ {
+		off += copy(t[off:], ft.levels[r])
+	}
+	return &t
+}
+
+func (t *tileTop) node(r uint8, k int) merkle.Hash {
+	off := 0
+	for l := uint8(topFrom); l < r; l++ {
+		off += merkle.TileWidth >> l
+	}
+	return t[off+k]
+}
+
+// tileCache keeps computed full tiles (which never change) and, for more
+// tiles, their tops; and the edge view of the published state. Both
+// caches evict with the clock algorithm: an entry used since the hand
+// last passed it gets a second chance, so the tiles every proof needs
+// (those of the upper levels) stay.
 type tileCache struct {
-	mu    sync.Mutex
-	max   int
-	m     map[[2]uint64]*fullTile
-	order [][2]uint64
-	next  int
+	full clock[*fullTile]
+	tops clock[*tileTop]
 
 	// gen counts resets; a tile read before a reset is not cached after it.
 	gen    atomic.Uint64
@@ -246,44 +305,105 @@ type tileCache struct {
 	edgeMu sync.Mutex // serialises building edge views
 }
 
+// topsPerTile is how many tile tops are kept per full tile: a top is
+// 1/16 the size, so the tops take half the memory of the full tiles.
+const topsPerTile = 8
+
 func newTileCache(n int) *tileCache {
 	if n <= 0 {
 		n = 2048
 	}
-	return &tileCache{max: n, m: make(map[[2]uint64]*fullTile, n)}
+	return &tileCache{full: newClock[*fullTile](n), tops: newClock[*tileTop](n * topsPerTile)}
 }
+
+func tileCacheKey(level uint8, index uint64) [2]uint64 { return [2]uint64{uint64(level), index} }
 
 func (c *tileCache) get(level uint8, index uint64) *fullTile {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[[2]uint64{uint64(level), index}]
+	ft, _ := c.full.get(tileCacheKey(level, index))
+	return ft
 }
 
-// put caches ft, unless the cache was reset since gen was read.
+func (c *tileCache) top(level uint8, index uint64) *tileTop {
+	t, _ := c.tops.get(tileCacheKey(level, index))
+	return t
+}
+
+// put caches ft and its top, unless the cache was reset since gen was read.
 func (c *tileCache) put(level uint8, index uint64, ft *fullTile, gen uint64) {
-	k := [2]uint64{uint64(level), index}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[k]; ok || c.gen.Load() != gen {
-		return
-	}
-	if len(c.order) < c.max {
-		c.order = append(c.order, k)
-	} else {
-		delete(c.m, c.order[c.next])
-		c.order[c.next] = k
-		c.next = (c.next + 1) % c.max
-	}
-	c.m[k] = ft
+	k := tileCacheKey(level, index)
+	current := func() bool { return c.gen.Load() == gen }
+	c.tops.put(k, ft.top(), current)
+	c.full.put(k, ft, current)
 }
 
-// forget drops the edge view and makes tiles read before the call
-// uncacheable; reset calls it when a restore may have replaced the tree.
-// It waits for a view being built (from rows that may predate the
-// restore) so that view is dropped too.
+// forget drops every cached tile and the edge view, and makes tiles read
+// before the call uncacheable: a restore may have replaced the tree. It
+// waits for a view being built (from rows that may predate the restore)
+// so that view is dropped too.
 func (c *tileCache) forget() {
 	c.edgeMu.Lock()
 	defer c.edgeMu.Unlock()
 	c.gen.Add(1)
 	c.edge.Store(nil)
+	c.full.clear()
+	c.tops.clear()
+}
+
+// clock is a fixed-size map evicting with the clock algorithm.
+type clock[V any] struct {
+	mu    sync.Mutex
+	m     map[[2]uint64]*clockEntry[V]
+	slots [][2]uint64
+	hand  int
+	max   int
+}
+
+type clockEntry[V any] struct {
+	v    V
+	used bool
+}
+
+func newClock[V any](n int) clock[V] {
+	return clock[V]{m: make(map[[2]uint64]*clockEntry[V]), max: n}
+}
+
+func (c *clock[V]) get(k [2]uint64) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[k]
+	if e == nil {
+		var zero V
+		return zero, false
+	}
+	e.used = true
+	return e.v, true
+}
+
+// put adds k unless present or ok, called under the lock, says no.
+func (c *clock[V]) put(k [2]uint64, v V, ok func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, in := c.m[k]; in || !ok() {
+		return
+	}
+	if len(c.slots) < c.max {
+		c.slots = append(c.slots, k)
+	} else {
+		for e := c.m[c.slots[c.hand]]; e != nil && e.used; e = c.m[c.slots[c.hand]] {
+			e.used = false
+			c.hand = (c.hand + 1) % c.max
+		}
+		delete(c.m, c.slots[c.hand])
+		c.slots[c.hand] = k
+		c.hand = (c.hand + 1) % c.max
+	}
+	c.m[k] = &clockEntry[V]{v: v}
+}
+
+func (c *clock[V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.slots = c.slots[:0]
+	c.hand = 0
 }
