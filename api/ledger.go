@@ -111,9 +111,12 @@ func (s *LedgerService) append(ctx context.Context, events []ledger.Event, wait 
 		return nil, nil, err
 	}
 	out := make([]*pb.AppendResult, len(results))
+	backing := make([]pb.AppendResult, len(results)) // one allocation, not one per event
 	var need uint64
 	for i, r := range results {
-		out[i] = &pb.AppendResult{Index: r.Index, Id: r.ID, LeafHash: r.LeafHash[:], Signature: r.Signature, KeyId: r.KeyID, Duplicate: r.Duplicate}
+		a := &backing[i]
+		a.Index, a.Id, a.LeafHash, a.Signature, a.KeyId, a.Duplicate = r.Index, r.ID, r.LeafHash[:], r.Signature, r.KeyID, r.Duplicate
+		out[i] = a
 		need = max(need, r.Index+1)
 	}
 	if !wait {
