@@ -104,10 +104,17 @@ func (r *leafReader) uvarint(what string) uint64 {
 }
 
 func (r *leafReader) bytes(what string) []byte {
-	n := r.uvarint(what + " length")
 	if r.err != nil {
 		return nil
 	}
+	// As r.uvarint(what + " length"), without building that name for
+	// every field of every leaf read (the feed decodes each entry).
+	n, k := binary.Uvarint(r.b[r.off:])
+	if k <= 0 {
+		r.fail(what + " length")
+		return nil
+	}
+	r.off += k
 	if n > uint64(len(r.b)-r.off) {
 		r.fail(what + " length")
 		return nil
