@@ -38,9 +38,10 @@ import (
 // It is deterministic authenticated encryption (SIV): siv =
 // HMAC-SHA256(mac key, uvarint(len(ad)) || ad || value)[:16], with ad the
 // additional data above, and the ciphertext is AES-256-CTR(enc key,
-// counter block siv) of the value; both keys are derived from the data
-// key by HKDF. The siv is both the nonce and the tag (12 + 16 bytes of a
-// v1 value become 16), and a field without a key id is under the data
+// counter block siv) of the value; the enc and mac keys are the two
+// halves of HKDF-SHA256(data key, info "ledgerd searchable v2", 64
+// bytes). The siv is both the nonce and the tag (12 + 16 bytes of a v1
+// value become 16), and a field without a key id is under the data
 // key named by the event's first v2 field that has one (in the order of
 // the encryptable event fields), which saves the id's 17 characters.
 const (

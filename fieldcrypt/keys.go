@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -134,22 +135,18 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	sk, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable nonce", 32)
-	if err != nil {
-		return nil, err
-	}
-	ek, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable v2 enc", 32)
-	if err != nil {
-		return nil, err
-	}
-	mk, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable v2 mac", 32)
-	if err != nil {
-		return nil, err
-	}
+	// v1 nonces are only derived again for StoredForms: their key lazily.
 	d := &dataKey{aesKey: *ak}
-	d.siv.New = func() any { return hmac.New(sha256.New, sk) }
-	d.v2mac.New = func() any { return hmac.New(sha256.New, mk) }
-	if d.v2enc, err = aes.NewCipher(ek); err != nil {
+	d.siv.New = func() any {
+		sk, _ := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable nonce", 32)
+		return hmac.New(sha256.New, sk)
+	}
+	v2, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable v2", 64)
+	if err != nil {
+		return nil, err
+	}
+	d.v2mac.New = func() any { return hmac.New(sha256.New, v2[32:]) }
+	if d.v2enc, err = aes.NewCipher(v2[:32]); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -176,8 +173,28 @@ func (d *dataKey) sealV2(dst, ad []byte, value string) []byte {
 	dst = append(dst, siv[:]...)
 	n := len(dst)
 	dst = append(dst, value...)
-	cipher.NewCTR(d.v2enc, siv[:]).XORKeyStream(dst[n:], dst[n:])
+	ctrXOR(d.v2enc, &siv, dst[n:], dst[n:])
 	return dst
+}
+
+// ctrXOR is AES-CTR (cipher.NewCTR: the whole 16-byte block is a
+// big-endian counter starting at iv) over the few blocks of a field
+// value, without the allocations of a cipher.Stream.
+func ctrXOR(b cipher.Block, iv *[sivSize]byte, dst, src []byte) {
+	var blocks [2][aes.BlockSize]byte // counter, key stream
+	ctr, ks := &blocks[0], &blocks[1]
+	*ctr = *iv
+	for i := 0; i < len(src); i += aes.BlockSize {
+		b.Encrypt(ks[:], ctr[:])
+		n := min(aes.BlockSize, len(src)-i)
+		subtle.XORBytes(dst[i:i+n], src[i:i+n], ks[:n])
+		for j := aes.BlockSize - 1; j >= 0; j-- {
+			ctr[j]++
+			if ctr[j] != 0 {
+				break
+			}
+		}
+	}
 }
 
 // openV2 decrypts a v2 payload (siv || ciphertext) and checks its siv.
@@ -186,7 +203,7 @@ func (d *dataKey) openV2(ad, payload []byte) ([]byte, bool) {
 		return nil, false
 	}
 	pt := make([]byte, len(payload)-sivSize)
-	cipher.NewCTR(d.v2enc, payload[:sivSize]).XORKeyStream(pt, payload[sivSize:])
+	ctrXOR(d.v2enc, (*[sivSize]byte)(payload[:sivSize]), pt, payload[sivSize:])
 	siv := d.sivOf(ad, pt)
 	if !hmac.Equal(siv[:], payload[:sivSize]) {
 		return nil, false
