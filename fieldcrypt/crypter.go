@@ -3,6 +3,7 @@ package fieldcrypt
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -546,7 +547,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 				*p = c.searchableForm(&sl, dk, f, *p, named)
 				named = true
 			default:
-				*p = sl.seal(dk.aead, f.class, dk.id, f.aad, *p, rnd.next())
+				*p = sl.seal(dk.aead(), f.class, dk.id, f.aad, *p, rnd.next())
 			}
 		}
 		if c.cfg.anyMeta && len(e.Action.Metadata) > 0 {
@@ -561,7 +562,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 				}
 				key, keyID := cur.aead, cur.id
 				if dk != nil {
-					key, keyID = dk.aead, dk.id
+					key, keyID = dk.aead(), dk.id
 				}
 				m[k] = sl.seal(key, class, keyID, aad(class, "metadata."+k), v, rnd.next())
 			}
@@ -667,22 +668,24 @@ func (c *Crypter) open(field, stored string, sensitive bool, anchor string) stri
 		}
 		return string(pt)
 	}
-	var k *aesKey
+	var a cipher.AEAD
 	if v.KeyID[0] == 'f' {
 		c.mu.RLock()
-		k = c.fieldKeyLocked(v.KeyID)
+		if k := c.fieldKeyLocked(v.KeyID); k != nil {
+			a = k.aead
+		}
 		c.mu.RUnlock()
 	} else {
 		dk, state := c.dataKey(v.KeyID)
 		if dk == nil {
 			return state
 		}
-		k = &dk.aesKey
+		a = dk.aead()
 	}
-	if k == nil {
+	if a == nil {
 		return Undecryptable
 	}
-	pt, err := k.aead.Open(nil, v.Payload[:nonceSize], v.Payload[nonceSize:], aad(v.Class, field))
+	pt, err := a.Open(nil, v.Payload[:nonceSize], v.Payload[nonceSize:], aad(v.Class, field))
 	if err != nil {
 		return Undecryptable
 	}
@@ -743,7 +746,7 @@ func (c *Crypter) StoredForms(subject, field, value string) ([]string, error) {
 		if dk == nil {
 			continue
 		}
-		out = append(out, sealWith(dk.aead, ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value)))
+		out = append(out, sealWith(dk.aead(), ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value)))
 		var sl sealer
 		ad := aad(ClassPersonal, field)
 		out = append(out, sl.sealV2(dk, ad, value, false), sl.sealV2(dk, ad, value, true))

@@ -121,9 +121,14 @@ func subjectPrefix(lookup string) []byte {
 
 // dataKey is a per-subject data key.
 type dataKey struct {
-	aesKey
-	siv   sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
-	forms formCache
+	id  string
+	raw []byte
+	// AES-256-GCM of v1 values and of non-searchable fields: made on
+	// first use (most keys only seal v2 values; a GCM is ~600 bytes).
+	gcmOnce sync.Once
+	gcm     cipher.AEAD
+	siv     sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
+	forms   formCache
 	// v2 (format.go): the CTR key and a pool of HMACs keyed with the
 	// mac key.
 	v2enc cipher.Block
@@ -131,12 +136,11 @@ type dataKey struct {
 }
 
 func openDataKey(id string, raw []byte) (*dataKey, error) {
-	ak, err := newAESKey(id, raw)
-	if err != nil {
-		return nil, err
+	if len(raw) != 32 {
+		return nil, fmt.Errorf("fieldcrypt: key is %d bytes; AES-256 needs 32", len(raw))
 	}
 	// v1 nonces are only derived again for StoredForms: their key lazily.
-	d := &dataKey{aesKey: *ak}
+	d := &dataKey{id: id, raw: raw}
 	d.siv.New = func() any {
 		sk, _ := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable nonce", 32)
 		return hmac.New(sha256.New, sk)
@@ -150,6 +154,18 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// aead is the key's AES-256-GCM.
+func (d *dataKey) aead() cipher.AEAD {
+	d.gcmOnce.Do(func() {
+		ak, err := newAESKey(d.id, d.raw)
+		if err != nil {
+			panic(err) // raw is 32 bytes: checked by openDataKey
+		}
+		d.gcm = ak.aead
+	})
+	return d.gcm
 }
 
 // sivOf is the v2 synthetic IV of value with additional data ad.

@@ -346,15 +346,15 @@ func TestV1StillReads(t *testing.T) {
 	dk, _ := e.c.dataKey(id)
 	var nbuf [nonceSize]byte
 	v1 := func(field, value string) string {
-		return sealWith(dk.aead, ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value))
+		return sealWith(dk.aead(), ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value))
 	}
 	var rnd nonces
 	var sl sealer
 	old := event("vic")
 	old.Actor.ID, old.Actor.IP = v1("actor.id", "vic"), v1("actor.ip", old.Actor.IP)
-	old.Actor.Session = sl.seal(dk.aead, ClassPersonal, dk.id, aad(ClassPersonal, "actor.session"), old.Actor.Session, rnd.next())
+	old.Actor.Session = sl.seal(dk.aead(), ClassPersonal, dk.id, aad(ClassPersonal, "actor.session"), old.Actor.Session, rnd.next())
 	old.Actor.UserAgent = ""
-	old.Action.Metadata = map[string]string{"password": sl.seal(dk.aead, ClassSensitive, dk.id, aad(ClassSensitive, "metadata.password"), "pw", rnd.next())}
+	old.Action.Metadata = map[string]string{"password": sl.seal(dk.aead(), ClassSensitive, dk.id, aad(ClassSensitive, "metadata.password"), "pw", rnd.next())}
 	got := old
 	e.c.Reveal(&got, true)
 	if got.Actor.ID != "vic" || got.Actor.IP != "203.0.113.77" || got.Actor.Session != "sess-vic" || got.Action.Metadata["password"] != "pw" {
