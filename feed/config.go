@@ -24,6 +24,13 @@ type Delivery struct {
 	// BatchWait is how long a batch that is not full waits for more
 	// entries (default 5ms).
 	BatchWait Duration `json:"batchWait,omitempty"`
+	// InFlight is how many batches may be sent and not yet acknowledged,
+	// for sinks that can pipeline (Kafka); others deliver one at a time.
+	// Default 1. More hides the receiver's latency: throughput rises, and
+	// a restart or failover re-sends up to InFlight batches instead of
+	// one (delivery is at-least-once either way; the cursor only moves
+	// past acknowledged batches).
+	InFlight int `json:"inFlight,omitempty"`
 	// StartFrom is where a sink without a cursor starts: "oldest"
 	// (index 0, the default) or "latest" (the end of the log when it
 	// first runs).
@@ -64,6 +71,9 @@ func (d Delivery) WithDefaults() Delivery {
 	if d.BatchWait == 0 {
 		d.BatchWait = Duration(DefaultBatchWait)
 	}
+	if d.InFlight <= 0 {
+		d.InFlight = 1
+	}
 	if d.StartFrom == "" {
 		d.StartFrom = "oldest"
 	}
@@ -103,7 +113,7 @@ func (d Delivery) Validate() error {
 	default:
 		return fmt.Errorf("%w: sink %s: startFrom %q is not oldest or latest", ErrConfig, d.Name, d.StartFrom)
 	}
-	if d.BatchSize < 0 || d.BatchWait < 0 || d.Timeout < 0 || d.MinBackoff < 0 || d.MaxBackoff < 0 || d.AlertAfter < 0 {
+	if d.BatchSize < 0 || d.InFlight < 0 || d.BatchWait < 0 || d.Timeout < 0 || d.MinBackoff < 0 || d.MaxBackoff < 0 || d.AlertAfter < 0 {
 		return fmt.Errorf("%w: sink %s: negative size or duration", ErrConfig, d.Name)
 	}
 	return nil

@@ -27,7 +27,9 @@
 //     false), optionally moves rejected entries to a dead-letter file,
 //     and commits the cursor through CommitKV after every delivered
 //     batch. Delivery is at-least-once; receivers deduplicate by the
-//     ledger index.
+//     ledger index. A sink that is a Pipeliner (Kafka) may have up to
+//     Delivery.InFlight batches sent and unacknowledged (default 1);
+//     the cursor still moves only past acknowledged batches.
 //  3. m.Healthy() feeds the append response's "streamed" field and
 //     m.Status() the status RPC and health endpoint.
 //  4. m.Close(ctx) stops the runners and closes the sinks; call it

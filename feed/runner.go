@@ -127,6 +127,9 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}()
 	defer func() { cancel(); wg.Wait() }()
+	if ps, ok := r.spec.Sink.(Pipeliner); ok && r.d.InFlight > 1 {
+		return r.pipeline(ctx, ps, batches)
+	}
 	for rb := range batches {
 		if rb.err != nil {
 			return rb.err
@@ -135,19 +138,121 @@ func (r *runner) run(ctx context.Context) error {
 		if err := r.deliver(ctx, batch); err != nil {
 			return err
 		}
-		last := batch[len(batch)-1].Index + 1
-		r.mu.Lock()
-		r.next = last
-		r.mu.Unlock()
-		if err := r.commit(ctx, last); err != nil {
-			if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
-				return err
-			}
-			// Delivery goes on; the next commit persists the cursor.
-			r.log.Warn("cursor commit failed", "cursor", last, "err", err)
+		if err := r.advance(ctx, batch); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// advance moves the cursor past batch, which the receiver has
+// acknowledged, and replicates it.
+func (r *runner) advance(ctx context.Context, batch []*Item) error {
+	last := batch[len(batch)-1].Index + 1
+	r.mu.Lock()
+	r.next = last
+	r.mu.Unlock()
+	if err := r.commit(ctx, last); err != nil {
+		if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
+			return err
+		}
+		// Delivery goes on; the next commit persists the cursor.
+		r.log.Warn("cursor commit failed", "cursor", last, "err", err)
+	}
+	return nil
+}
+
+// flight is a batch sent to a Pipeliner and not yet acknowledged.
+type flight struct {
+	items  []*Item
+	wait   func() error
+	cancel context.CancelFunc
+}
+
+// pipeline delivers with up to InFlight batches sent and not yet
+// acknowledged, so that the receiver's latency overlaps the next
+// batches' sending. Acknowledgements are taken in feed order and the
+// cursor moves past a batch only when it and every batch before it are
+// acknowledged, so at-least-once holds; a restart re-sends at most the
+// batches in flight. After a failure the batches in flight are waited
+// for, then each is retried alone (deliver) in order.
+func (r *runner) pipeline(ctx context.Context, ps Pipeliner, batches <-chan readBatch) error {
+	var inflight []flight
+	defer func() {
+		for _, f := range inflight {
+			f.cancel()
+		}
+	}()
+	send := func(batch []*Item) {
+		actx, cancel := context.WithTimeout(ctx, r.d.Timeout.D())
+		inflight = append(inflight, flight{batch, ps.Send(actx, batch), cancel})
+	}
+	var readErr error
+	for readErr == nil || len(inflight) > 0 {
+		if readErr == nil && len(inflight) < r.d.InFlight {
+			var rb readBatch
+			var ok bool
+			if len(inflight) == 0 {
+				rb, ok = <-batches
+			} else {
+				select {
+				case rb, ok = <-batches:
+				default:
+				}
+			}
+			switch {
+			case ok && rb.err != nil:
+				readErr = rb.err
+				continue
+			case ok:
+				if !r.m.isLeader() {
+					readErr = ErrNotLeader
+					continue
+				}
+				send(rb.items)
+				continue
+			case len(inflight) == 0:
+				// The reader stopped without an error: ctx ended.
+				return ctx.Err()
+			}
+		}
+		f := inflight[0]
+		err := f.wait()
+		f.cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Settle what is still in flight, then retry in order.
+			errs := make([]error, len(inflight))
+			errs[0] = err
+			for i := 1; i < len(inflight); i++ {
+				errs[i] = inflight[i].wait()
+				inflight[i].cancel()
+			}
+			rest := inflight
+			inflight = nil
+			for i, g := range rest {
+				if errs[i] != nil {
+					if err := r.retry(ctx, g.items, errs[i]); err != nil {
+						return err
+					}
+				} else {
+					r.succeed(len(g.items))
+				}
+				if err := r.advance(ctx, g.items); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		r.succeed(len(f.items))
+		inflight = inflight[1:]
+		if err := r.advance(ctx, f.items); err != nil {
+			return err
+		}
+	}
+	return readErr
 }
 
 type readBatch struct {
@@ -172,17 +277,25 @@ func (r *runner) commit(ctx context.Context, next uint64) error {
 // deliver hands batch to the sink until every item is acknowledged or
 // dead-lettered. It returns only ctx's error or ErrNotLeader.
 func (r *runner) deliver(ctx context.Context, batch []*Item) error {
+	return r.retry(ctx, batch, nil)
+}
+
+// retry is deliver for a batch whose first attempt, when err is not
+// nil, has already failed with err.
+func (r *runner) retry(ctx context.Context, batch []*Item, err error) error {
 	pending := batch
 	for attempt := 0; ; attempt++ {
-		if !r.m.isLeader() {
-			return ErrNotLeader
-		}
-		actx, cancel := context.WithTimeout(ctx, r.d.Timeout.D())
-		err := r.spec.Sink.Deliver(actx, pending)
-		cancel()
-		if err == nil {
-			r.succeed(len(pending))
-			return nil
+		if err == nil || attempt > 0 {
+			if !r.m.isLeader() {
+				return ErrNotLeader
+			}
+			actx, cancel := context.WithTimeout(ctx, r.d.Timeout.D())
+			err = r.spec.Sink.Deliver(actx, pending)
+			cancel()
+			if err == nil {
+				r.succeed(len(pending))
+				return nil
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -20,6 +20,20 @@ type Sink interface {
 	Close() error
 }
 
+// Pipeliner is a Sink that can have several batches in flight; the
+// runner uses it when Delivery.InFlight is above 1. Send starts the
+// delivery of batch and returns at once (or when the sink must first
+// make room); the wait it returns blocks until the receiver has
+// answered for every item, or ctx ends, and returns what Deliver would
+// have. The runner calls Send from one goroutine in feed order, so a
+// sink that keeps its sends in order keeps the feed's order (Kafka:
+// per partition); it calls each wait once, in the same order. Deliver
+// must still work alone: the runner uses it for retries.
+type Pipeliner interface {
+	Sink
+	Send(ctx context.Context, batch []*Item) (wait func() error)
+}
+
 // ErrRejected marks an item (or a whole batch) that the receiver refused
 // as malformed and will refuse again: retrying cannot help. The runner
 // moves such items to the dead-letter file when one is configured, and

@@ -49,8 +49,12 @@ func benchManager(b *testing.B, l *feedtest.Ledger, sinks ...feed.SinkSpec) *fee
 	return m
 }
 
+// benchInFlight is the Delivery.InFlight of benchSink, set by the
+// sub-benchmarks that compare it.
+var benchInFlight = 1
+
 func benchSink(b *testing.B, name string, brokers ...string) feed.SinkSpec {
-	d := feed.Delivery{Name: name, BatchSize: 1000, MinBackoff: feed.Duration(10 * time.Millisecond), MaxBackoff: feed.Duration(100 * time.Millisecond)}
+	d := feed.Delivery{Name: name, BatchSize: 1000, InFlight: benchInFlight, MinBackoff: feed.Duration(10 * time.Millisecond), MaxBackoff: feed.Duration(100 * time.Millisecond)}
 	s, err := kafka.New(kafka.Config{Delivery: d, Brokers: brokers, Topic: topic})
 	if err != nil {
 		b.Fatal(err)
@@ -100,10 +104,13 @@ func waitCursor(b *testing.B, l *feedtest.Ledger, name string, want uint64) {
 //	go test -run '^$' -bench KafkaSinkKeepsUp -benchtime 200000x -count 3 ./feed/kafka/
 func BenchmarkKafkaSinkKeepsUp(b *testing.B) {
 	for _, mode := range []struct {
-		name string
-		rate int // events/s; 0: full speed
-	}{{"full-speed", 0}, {"50k/s", 50000}} {
+		name     string
+		rate     int // events/s; 0: full speed
+		inFlight int
+	}{{"full-speed/inflight=1", 0, 1}, {"full-speed/inflight=4", 0, 4}, {"50k/s/inflight=1", 50000, 1}, {"50k/s/inflight=4", 50000, 4}} {
 		b.Run(mode.name, func(b *testing.B) {
+			benchInFlight = mode.inFlight
+			defer func() { benchInFlight = 1 }()
 			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.DataDir(b.TempDir()))
 			if err != nil {
 				b.Fatal(err)
@@ -351,27 +358,33 @@ func BenchmarkBrokenSinkCPU(b *testing.B) {
 //
 //	go test -run '^$' -bench KafkaSinkDrain -benchtime 200000x ./feed/kafka/
 func BenchmarkKafkaSinkDrain(b *testing.B) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.DataDir(b.TempDir()))
-	if err != nil {
-		b.Fatal(err)
+	for _, inFlight := range []int{1, 4} {
+		b.Run(fmt.Sprint("inflight=", inFlight), func(b *testing.B) {
+			benchInFlight = inFlight
+			defer func() { benchInFlight = 1 }()
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.DataDir(b.TempDir()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			l := feedtest.New(b)
+			for _, evs := range benchEvents("d", b.N) {
+				if _, err := l.Ledger.Append(context.Background(), evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			m := benchManager(b, l, benchSink(b, "kafka", c.ListenAddrs()...))
+			defer m.Close(context.Background())
+			waitCursor(b, l, "kafka", uint64(b.N))
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			// CPU of the sink and the in-process broker together, per event.
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1000, "cpu-µs/event")
+		})
 	}
-	defer c.Close()
-	l := feedtest.New(b)
-	for _, evs := range benchEvents("d", b.N) {
-		if _, err := l.Ledger.Append(context.Background(), evs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	m := benchManager(b, l, benchSink(b, "kafka", c.ListenAddrs()...))
-	defer m.Close(context.Background())
-	waitCursor(b, l, "kafka", uint64(b.N))
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	// CPU of the sink and the in-process broker together, per event.
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1000, "cpu-µs/event")
 }
 
 // TestServeKfake runs the in-process broker of these tests as a broker

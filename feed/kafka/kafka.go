@@ -8,6 +8,12 @@
 // Writes wait for all in-sync replicas (acks=all). A consumer that needs
 // exactly-once processing deduplicates by ledger-index.
 //
+// The sink is a feed.Pipeliner: with "inFlight" above 1 the next
+// batches are sent while earlier ones wait for their acks, which hides
+// the broker's latency (BenchmarkKafkaSinkKeepsUp compares 1 and 4);
+// each partition still receives them in feed order, and a restart
+// re-sends at most inFlight batches.
+//
 // Use: s, err := kafka.New(cfg); hand s to feed.NewManager in a
 // feed.SinkSpec; the Manager calls Deliver and, at the end, Close.
 package kafka
@@ -19,7 +25,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -197,8 +205,12 @@ func New(cfg Config) (*Sink, error) {
 		ReadTimeout:     cfg.Timeout.D(),
 		WriteTimeout:    cfg.Timeout.D(),
 		RequiredAcks:    kafkago.RequireAll,
-		Compression:     codec,
-		Transport:       tr,
+		// Send returns once its messages are queued; completion reports
+		// their acks to the wait it returned.
+		Async:       true,
+		Completion:  completion,
+		Compression: codec,
+		Transport:   tr,
 	}
 	return &Sink{cfg: cfg, w: w, transport: tr}, nil
 }
@@ -255,9 +267,17 @@ const messageOverhead = 64
 // refuses as too large are reported as feed.ErrRejected; other failures
 // are retried by the runner.
 func (s *Sink) Deliver(ctx context.Context, batch []*feed.Item) error {
+	return s.Send(ctx, batch)()
+}
+
+// Send queues batch for writing and returns a wait for its acks=all, as
+// Deliver does (the sink is a feed.Pipeliner). The client writes each
+// partition's batches one after the other in the order they were sent,
+// so with several sends in flight the feed's order holds per partition.
+func (s *Sink) Send(ctx context.Context, batch []*feed.Item) (wait func() error) {
+	st := &sendState{done: make(chan struct{})}
 	msgs := make([]kafkago.Message, 0, len(batch))
-	pos := make([]int, 0, len(batch)) // batch position of msgs[i]
-	var pe feed.PartialError
+	refs := make([]msgRef, 0, len(batch))
 	var a msgAlloc
 	for i, it := range batch {
 		m := a.message(it, s.cfg.IncludeLeaf)
@@ -266,46 +286,87 @@ func (s *Sink) Deliver(ctx context.Context, batch []*feed.Item) error {
 			size += len(h.Key) + len(h.Value)
 		}
 		if int64(size) > s.cfg.BatchBytes {
-			pe.Failed = append(pe.Failed, feed.ItemError{Pos: i, Err: fmt.Errorf("%w: message of %d bytes exceeds batchBytes %d", feed.ErrRejected, size, s.cfg.BatchBytes)})
+			st.failed = append(st.failed, feed.ItemError{Pos: i, Err: fmt.Errorf("%w: message of %d bytes exceeds batchBytes %d", feed.ErrRejected, size, s.cfg.BatchBytes)})
 			continue
 		}
+		refs = append(refs, msgRef{st, i})
+		m.WriterData = &refs[len(refs)-1]
 		msgs = append(msgs, m)
-		pos = append(pos, i)
 	}
-	err := s.w.WriteMessages(ctx, msgs...)
-	var werrs kafkago.WriteErrors
-	var tooLarge kafkago.MessageTooLargeError
-	switch {
-	case err == nil:
-	case errors.As(err, &werrs):
-		for i, e := range werrs {
-			if e == nil {
-				continue
-			}
-			if errors.Is(e, kafkago.MessageSizeTooLarge) {
-				e = fmt.Errorf("%w: %v", feed.ErrRejected, e)
-			}
-			pe.Failed = append(pe.Failed, feed.ItemError{Pos: pos[i], Err: e})
+	st.left = len(msgs)
+	if len(msgs) == 0 {
+		close(st.done)
+	} else if err := s.w.WriteMessages(ctx, msgs...); err != nil {
+		// The asynchronous writer queued nothing: it failed before,
+		// looking up the partitions or checking sizes.
+		var tooLarge kafkago.MessageTooLargeError
+		if !errors.As(err, &tooLarge) {
+			err = fmt.Errorf("kafka: write to %s: %w", s.cfg.Topic, err)
+			return func() error { return err }
 		}
-	case errors.As(err, &tooLarge):
-		// Nothing was sent; the one message is refused for good.
-		for i, m := range msgs {
+		for _, r := range refs {
 			e := error(err)
-			if string(m.Key) == string(tooLarge.Message.Key) {
+			if string(batch[r.pos].Entry.ID) == string(tooLarge.Message.Key) {
 				e = fmt.Errorf("%w: %v", feed.ErrRejected, err)
 			}
-			pe.Failed = append(pe.Failed, feed.ItemError{Pos: pos[i], Err: e})
+			st.failed = append(st.failed, feed.ItemError{Pos: r.pos, Err: e})
 		}
-	default:
-		return fmt.Errorf("kafka: write to %s: %w", s.cfg.Topic, err)
+		close(st.done)
 	}
-	if len(pe.Failed) == 0 {
-		return nil
+	return func() error {
+		select {
+		case <-st.done:
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: write to %s: %w", s.cfg.Topic, ctx.Err())
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if len(st.failed) == 0 {
+			return nil
+		}
+		return &feed.PartialError{Failed: slices.Clone(st.failed)}
 	}
-	return &pe
 }
 
-// Close flushes nothing (Deliver is synchronous) and closes connections.
+// sendState collects the outcome of one Send's messages.
+type sendState struct {
+	mu     sync.Mutex
+	left   int // messages not yet written or failed
+	failed []feed.ItemError
+	done   chan struct{} // closed when left reaches 0
+}
+
+// msgRef is a message's WriterData: its Send and batch position.
+type msgRef struct {
+	st  *sendState
+	pos int
+}
+
+// completion is the writer's Completion: it records the outcome of each
+// message of a written (or failed) partition batch in its Send.
+func completion(msgs []kafkago.Message, err error) {
+	if err != nil && errors.Is(err, kafkago.MessageSizeTooLarge) {
+		err = fmt.Errorf("%w: %v", feed.ErrRejected, err)
+	}
+	for _, m := range msgs {
+		r, ok := m.WriterData.(*msgRef)
+		if !ok {
+			continue
+		}
+		st := r.st
+		st.mu.Lock()
+		if err != nil {
+			st.failed = append(st.failed, feed.ItemError{Pos: r.pos, Err: err})
+		}
+		if st.left--; st.left == 0 {
+			close(st.done)
+		}
+		st.mu.Unlock()
+	}
+}
+
+// Close writes what was sent and not yet written, then closes the
+// connections.
 func (s *Sink) Close() error {
 	err := s.w.Close()
 	s.transport.CloseIdleConnections()

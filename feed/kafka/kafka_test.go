@@ -79,10 +79,16 @@ func (b *broker) addr() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
 
 func newSink(t *testing.T, b *broker, name string) *kafka.Sink {
 	t.Helper()
-	s, err := kafka.New(kafka.Config{
-		Delivery: feed.Delivery{Name: name, BatchSize: 500, MinBackoff: feed.Duration(10 * time.Millisecond), MaxBackoff: feed.Duration(200 * time.Millisecond), Timeout: feed.Duration(5 * time.Second)},
-		Brokers:  []string{b.addr()}, Topic: topic, Compression: "lz4",
-	})
+	return newSinkInFlight(t, b, name, 1)
+}
+
+func testDelivery(name string, inFlight int) feed.Delivery {
+	return feed.Delivery{Name: name, BatchSize: 500, InFlight: inFlight, MinBackoff: feed.Duration(10 * time.Millisecond), MaxBackoff: feed.Duration(200 * time.Millisecond), Timeout: feed.Duration(5 * time.Second)}
+}
+
+func newSinkInFlight(t *testing.T, b *broker, name string, inFlight int) *kafka.Sink {
+	t.Helper()
+	s, err := kafka.New(kafka.Config{Delivery: testDelivery(name, inFlight), Brokers: []string{b.addr()}, Topic: topic, Compression: "lz4"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +97,14 @@ func newSink(t *testing.T, b *broker, name string) *kafka.Sink {
 
 func startManager(t *testing.T, l *feedtest.Ledger, s *kafka.Sink, name string) *feed.Manager {
 	t.Helper()
+	return startManagerInFlight(t, l, s, name, 1)
+}
+
+func startManagerInFlight(t *testing.T, l *feedtest.Ledger, s *kafka.Sink, name string, inFlight int) *feed.Manager {
+	t.Helper()
 	m, err := feed.NewManager(feed.ManagerConfig{
 		Store: l.Store, Committer: l.Ledger.Committer(), LeaderPoll: 10 * time.Millisecond, Seed: 7,
-		Sinks:  []feed.SinkSpec{{Type: kafka.Type, Delivery: feed.Delivery{Name: name}, Sink: s}},
+		Sinks:  []feed.SinkSpec{{Type: kafka.Type, Delivery: testDelivery(name, inFlight), Sink: s}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -201,12 +212,19 @@ func checkDelivered(t *testing.T, got []consumed, n int) (duplicates int) {
 }
 
 // Appends 10,000 events while the sink runs, stops the broker
-// mid-stream, appends more, restarts it: nothing is lost.
+// mid-stream, appends more, restarts it: nothing is lost; with one batch
+// in flight at a time and with four.
 func TestKafkaSinkBrokerOutage(t *testing.T) {
+	for _, inFlight := range []int{1, 4} {
+		t.Run(fmt.Sprint("inflight=", inFlight), func(t *testing.T) { testBrokerOutage(t, inFlight) })
+	}
+}
+
+func testBrokerOutage(t *testing.T, inFlight int) {
 	b := startBroker(t)
 	l := feedtest.New(t)
-	s := newSink(t, b, "kafka")
-	m := startManager(t, l, s, "kafka")
+	s := newSinkInFlight(t, b, "kafka", inFlight)
+	m := startManagerInFlight(t, l, s, "kafka", inFlight)
 	defer m.Close(context.Background())
 
 	appended := make(chan struct{})
