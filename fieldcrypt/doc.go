@@ -20,8 +20,11 @@
 // the layout. A node holds the master key only; without it, nothing in
 // the table decrypts.
 //
-// The stored form of an encrypted value ("pii:v1:<keyId>:<base64url>",
-// "enc:v1:…") is documented in format.go.
+// The stored form of an encrypted value ("enc:v1:<keyId>:<base64url>",
+// "pii:v1:…", and for searchable fields the shorter "pii:v2:…", where
+// only an event's first v2 value names its data key) is documented in
+// format.go. Finding and creating subjects' data keys without a store
+// scan per new subject, and in shared writes, is in subjects.go.
 //
 // # Fields
 //
