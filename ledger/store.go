@@ -720,23 +720,43 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
 		}
 	}
+	b, st, err := s.prepareKV(seq, ops, next)
+	if b == nil || err != nil {
+		return err
+	}
+	// The sync is awaited outside the apply lock, as for leaves: feed
+	// cursors commit many times a second, and a sync under the lock
+	// stalled the append path behind each of them.
+	err = b.SyncWait()
+	b.Close()
+	if err != nil {
+		return s.poison(fmt.Errorf("ledger: sync batch %d: %w", st.LastApplied, err))
+	}
+	s.publish(st)
+	return nil
+}
+
+// prepareKV puts ops into the commit pipeline as batch seq (or the next
+// one). It returns the batch to await, or nil if there is nothing to
+// wait for: the batch was applied before, or the store does not sync
+// (then it is committed and published already).
+func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (*pebble.Batch, TreeState, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.db == nil {
-		return ErrClosed
+		return nil, TreeState{}, ErrClosed
 	}
 	if errp := s.failed.Load(); errp != nil {
-		return *errp
+		return nil, TreeState{}, *errp
 	}
 	st := s.prep
 	if next {
 		seq = st.LastApplied + 1
 	}
 	if seq <= st.LastApplied {
-		return nil
+		return nil, st, nil
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
 	for _, op := range ops {
 		if op.Delete {
 			b.Delete(op.Key, nil)
@@ -745,15 +765,23 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 		}
 	}
 	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
-	// Synchronous under the lock: these writes are rare, and the sync
-	// also makes every batch prepared before them durable.
-	if err := b.Commit(s.sync); err != nil {
-		return s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
-	}
 	st.LastApplied = seq
+	if s.sync != pebble.Sync {
+		err := b.Commit(s.sync)
+		b.Close()
+		if err != nil {
+			return nil, st, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+		}
+		s.prep = st
+		s.publish(st)
+		return nil, st, nil
+	}
+	if err := s.db.ApplyNoSyncWait(b, s.sync); err != nil {
+		b.Close()
+		return nil, st, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+	}
 	s.prep = st
-	s.publish(st)
-	return nil
+	return b, st, nil
 }
 
 // Get reads a key of a reserved table; ErrNotFound when absent.
