@@ -262,6 +262,23 @@ func TestSnapshotCatchUp(t *testing.T) {
 		appendOn(t, leader, events(fmt.Sprintf("t%d", i), 10))
 		size += 10
 	}
+	// Healing may start an election (the lagger's term grew while it was
+	// cut off), and either connected node may lead afterwards: both must
+	// have compacted away what the lagger lacks, or it could catch up
+	// from the log.
+	lagLast, err := lagger.node.logs.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range c.nodes {
+		if o == lagger {
+			continue
+		}
+		c.eventually(10*time.Second, o.id+" compacted its log past the lagger", func() bool {
+			first, err := o.node.logs.FirstIndex()
+			return err == nil && first > lagLast+1
+		})
+	}
 	for _, o := range c.nodes {
 		if o != lagger {
 			c.heal(lagger, o)
