@@ -503,22 +503,35 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 
 	// Phase 3: into the commit pipeline, in order; the sync is awaited by
 	// the caller, outside the lock.
+	wait, err := s.enqueue(b, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	return results, wait, nil
+}
+
+// enqueue puts b, the batch that makes st current, into Pebble's commit
+// pipeline; the caller holds applyMu. The returned wait awaits its sync
+// and publishes st. A store that does not sync commits and publishes at
+// once and returns noWait.
+func (s *Store) enqueue(b *pebble.Batch, st TreeState) (wait func() error, err error) {
+	seq := st.LastApplied
 	if s.sync != pebble.Sync {
 		err := b.Commit(s.sync)
 		b.Close()
 		if err != nil {
-			return nil, nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+			return nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
 		}
 		s.prep = st
 		s.publish(st)
-		return results, noWait, nil
+		return noWait, nil
 	}
 	if err := s.db.ApplyNoSyncWait(b, s.sync); err != nil {
 		b.Close()
-		return nil, nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
+		return nil, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
 	}
 	s.prep = st
-	wait := func() error {
+	return func() error {
 		err := b.SyncWait()
 		b.Close()
 		if err != nil {
@@ -526,8 +539,7 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 		}
 		s.publish(st)
 		return nil
-	}
-	return results, wait, nil
+	}, nil
 }
 
 // publish makes st the state readers see, unless a later one is already
@@ -720,41 +732,33 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
 		}
 	}
-	b, st, err := s.prepareKV(seq, ops, next)
-	if b == nil || err != nil {
+	wait, err := s.prepareKV(seq, ops, next)
+	if err != nil {
 		return err
 	}
 	// The sync is awaited outside the apply lock, as for leaves: feed
 	// cursors commit many times a second, and a sync under the lock
 	// stalled the append path behind each of them.
-	err = b.SyncWait()
-	b.Close()
-	if err != nil {
-		return s.poison(fmt.Errorf("ledger: sync batch %d: %w", st.LastApplied, err))
-	}
-	s.publish(st)
-	return nil
+	return wait()
 }
 
 // prepareKV puts ops into the commit pipeline as batch seq (or the next
-// one). It returns the batch to await, or nil if there is nothing to
-// wait for: the batch was applied before, or the store does not sync
-// (then it is committed and published already).
-func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (*pebble.Batch, TreeState, error) {
+// one) and returns what to wait for.
+func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (wait func() error, err error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.db == nil {
-		return nil, TreeState{}, ErrClosed
+		return nil, ErrClosed
 	}
 	if errp := s.failed.Load(); errp != nil {
-		return nil, TreeState{}, *errp
+		return nil, *errp
 	}
 	st := s.prep
 	if next {
 		seq = st.LastApplied + 1
 	}
 	if seq <= st.LastApplied {
-		return nil, st, nil
+		return noWait, nil
 	}
 	b := s.db.NewBatch()
 	for _, op := range ops {
@@ -766,22 +770,7 @@ func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (*pebble.Batch, TreeS
 	}
 	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
 	st.LastApplied = seq
-	if s.sync != pebble.Sync {
-		err := b.Commit(s.sync)
-		b.Close()
-		if err != nil {
-			return nil, st, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
-		}
-		s.prep = st
-		s.publish(st)
-		return nil, st, nil
-	}
-	if err := s.db.ApplyNoSyncWait(b, s.sync); err != nil {
-		b.Close()
-		return nil, st, s.poison(fmt.Errorf("ledger: commit batch %d: %w", seq, err))
-	}
-	s.prep = st
-	return b, st, nil
+	return s.enqueue(b, st)
 }
 
 // Get reads a key of a reserved table; ErrNotFound when absent.
