@@ -161,7 +161,9 @@ func TestProveVerifyConsistency(t *testing.T) {
 	oldCP, newCP := dir+"/old", dir+"/new"
 	tn.mustCtl(ndjson("a", 13), "append", "--wait", "--checkpoint-out", oldCP)
 	from := cpSize(t, oldCP)
-	tn.mustCtl(ndjson("b", 29), "append")
+	// --wait: the next command proves to the newest checkpoint, which may
+	// be signed a moment after a plain append returns.
+	tn.mustCtl(ndjson("b", 29), "append", "--wait")
 	proof := tn.mustCtl("", "prove", "consistency", "--from", from, "--checkpoint-out", newCP)
 	to := cpSize(t, newCP)
 	if !strings.HasPrefix(proof, `{"fromSize":`+from+`,"toSize":`+to+`,"hashes":["`) || cpSizeN(t, newCP) < 42 {
