@@ -81,7 +81,7 @@ func setJSON(t *testing.T, doc, key string, v any) string {
 
 func TestProveVerifyInclusion(t *testing.T) {
 	tn := startNode(t)
-	tn.mustCtl(ndjson("inc", 21), "append")
+	tn.mustCtl(ndjson("inc", 21), "append", "--wait") // the proof is to a checkpoint of all 21
 	dir := t.TempDir()
 	cpFile := dir + "/cp"
 	proof := tn.mustCtl("", "prove", "inclusion", "--index", "5", "--checkpoint-out", cpFile)
