@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/auditledger/ledgerd/merkle"
 )
@@ -99,13 +100,25 @@ func (s *Store) publishedEdge() (*edgeView, error) {
 // its row is a prefix of this one.
 func newEdgeTile(index uint64, row []merkle.Hash, prev *edgeTile) *edgeTile {
 	et := &edgeTile{index: index}
-	et.levels[0] = row
-	keep := 0 // row hashes below which prev's nodes are reused
-	if prev != nil && len(prev.levels[0]) <= len(row) && equalHashes(prev.levels[0], row[:len(prev.levels[0])]) {
-		keep = len(prev.levels[0])
+	var reuse *[merkle.TileHeight + 1][]merkle.Hash
+	if prev != nil && len(prev.levels[0]) <= len(row) && slices.Equal(prev.levels[0], row[:len(prev.levels[0])]) {
+		reuse = &prev.levels
+	}
+	tileLevels(&et.levels, row, reuse)
+	return et
+}
+
+// tileLevels fills levels with row and the complete nodes above it, up
+// to the tile's root. Nodes whose leaves all lie in reuse's row (a prefix
+// of row) are copied from reuse instead of hashed.
+func tileLevels(levels *[merkle.TileHeight + 1][]merkle.Hash, row []merkle.Hash, reuse *[merkle.TileHeight + 1][]merkle.Hash) {
+	levels[0] = row
+	keep := 0 // row hashes below which reuse's nodes are valid
+	if reuse != nil {
+		keep = len(reuse[0])
 	}
 	for r := 1; r <= merkle.TileHeight; r++ {
-		below := et.levels[r-1]
+		below := levels[r-1]
 		n := len(below) / 2
 		if n == 0 {
 			break
@@ -113,24 +126,11 @@ func newEdgeTile(index uint64, row []merkle.Hash, prev *edgeTile) *edgeTile {
 		cur := make([]merkle.Hash, n)
 		done := 0
 		if keep > 0 {
-			done = copy(cur, prev.levels[r][:min(n, keep>>r)])
+			done = copy(cur, reuse[r][:min(n, keep>>r)])
 		}
 		for i := done; i < n; i++ {
 			cur[i] = merkle.NodeHash(below[2*i], below[2*i+1])
 		}
-		et.levels[r] = cur
+		levels[r] = cur
 	}
-	return et
-}
-
-func equalHashes(a, b []merkle.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -251,15 +251,7 @@ type fullTile struct {
 
 func newFullTile(row []merkle.Hash) *fullTile {
 	ft := &fullTile{}
-	ft.levels[0] = row
-	for r := 1; r <= merkle.TileHeight; r++ {
-		below := ft.levels[r-1]
-		cur := make([]merkle.Hash, len(below)/2)
-		for i := range cur {
-			cur[i] = merkle.NodeHash(below[2*i], below[2*i+1])
-		}
-		ft.levels[r] = cur
-	}
+	tileLevels(&ft.levels, row, nil)
 	return ft
 }
 
