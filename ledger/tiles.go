@@ -148,7 +148,13 @@ func (m *rowMemo) fullRow(s *Store, level uint8, index uint64) ([]merkle.Hash, e
 	return m.row, nil
 }
 
-func (s *Store) fetch(ev *edgeView, nodes merkle.Nodes) ([]merkle.Hash, error) {
+// fetch reads the nodes of a proof from the published tree and rehashes
+// them into the proof.
+func (s *Store) fetch(nodes merkle.Nodes) ([]merkle.Hash, error) {
+	ev, err := s.publishedEdge()
+	if err != nil {
+		return nil, err
+	}
 	hashes := make([]merkle.Hash, len(nodes.IDs))
 	var rows rowMemo
 	for i, id := range nodes.IDs {
@@ -187,11 +193,7 @@ func (s *Store) InclusionProof(index, size uint64) ([]merkle.Hash, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	ev, err := s.publishedEdge()
-	if err != nil {
-		return nil, err
-	}
-	return s.fetch(ev, nodes)
+	return s.fetch(nodes)
 }
 
 // ConsistencyProof returns the proof that the tree of size1 is a prefix of
@@ -207,11 +209,7 @@ func (s *Store) ConsistencyProof(size1, size2 uint64) ([]merkle.Hash, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	ev, err := s.publishedEdge()
-	if err != nil {
-		return nil, err
-	}
-	return s.fetch(ev, nodes)
+	return s.fetch(nodes)
 }
 
 // RootAt returns the root hash of the tree at an earlier (or the current) size.
