@@ -7,7 +7,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -129,10 +128,9 @@ type dataKey struct {
 	gcm     cipher.AEAD
 	siv     sync.Pool // of hash.Hash: HMAC-SHA256 keyed with the siv key
 	forms   formCache
-	// v2 (format.go): the CTR key and a pool of HMACs keyed with the
-	// mac key.
+	// v2 (format.go): the CTR key and the mac key's HMAC states.
 	v2enc cipher.Block
-	v2mac sync.Pool
+	v2mac sivMAC
 }
 
 func openDataKey(id string, raw []byte) (*dataKey, error) {
@@ -149,7 +147,7 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.v2mac.New = func() any { return hmac.New(sha256.New, v2[32:]) }
+	d.v2mac = newSIVMAC(v2[32:])
 	if d.v2enc, err = aes.NewCipher(v2[:32]); err != nil {
 		return nil, err
 	}
@@ -168,49 +166,14 @@ func (d *dataKey) aead() cipher.AEAD {
 	return d.gcm
 }
 
-// sivOf is the v2 synthetic IV of value with additional data ad.
-func (d *dataKey) sivOf(ad []byte, value []byte) (siv [sivSize]byte) {
-	h := d.v2mac.Get().(hash.Hash)
-	h.Reset()
-	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(ad)))])
-	h.Write(ad)
-	h.Write(value)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	d.v2mac.Put(h)
-	copy(siv[:], sum[:sivSize])
-	return siv
-}
-
 // sealV2 appends siv || AES-CTR(value) to dst.
 func (d *dataKey) sealV2(dst, ad []byte, value string) []byte {
-	siv := d.sivOf(ad, []byte(value))
-	dst = append(dst, siv[:]...)
-	n := len(dst)
-	dst = append(dst, value...)
+	n := len(dst) + sivSize
+	dst = append(append(dst, make([]byte, sivSize)...), value...)
+	siv := d.v2mac.siv(ad, dst[n:])
+	copy(dst[n-sivSize:], siv[:])
 	ctrXOR(d.v2enc, &siv, dst[n:], dst[n:])
 	return dst
-}
-
-// ctrXOR is AES-CTR (cipher.NewCTR: the whole 16-byte block is a
-// big-endian counter starting at iv) over the few blocks of a field
-// value, without the allocations of a cipher.Stream.
-func ctrXOR(b cipher.Block, iv *[sivSize]byte, dst, src []byte) {
-	var blocks [2][aes.BlockSize]byte // counter, key stream
-	ctr, ks := &blocks[0], &blocks[1]
-	*ctr = *iv
-	for i := 0; i < len(src); i += aes.BlockSize {
-		b.Encrypt(ks[:], ctr[:])
-		n := min(aes.BlockSize, len(src)-i)
-		subtle.XORBytes(dst[i:i+n], src[i:i+n], ks[:n])
-		for j := aes.BlockSize - 1; j >= 0; j-- {
-			ctr[j]++
-			if ctr[j] != 0 {
-				break
-			}
-		}
-	}
 }
 
 // openV2 decrypts a v2 payload (siv || ciphertext) and checks its siv.
@@ -220,7 +183,7 @@ func (d *dataKey) openV2(ad, payload []byte) ([]byte, bool) {
 	}
 	pt := make([]byte, len(payload)-sivSize)
 	ctrXOR(d.v2enc, (*[sivSize]byte)(payload[:sivSize]), pt, payload[sivSize:])
-	siv := d.sivOf(ad, pt)
+	siv := d.v2mac.siv(ad, pt)
 	if !hmac.Equal(siv[:], payload[:sivSize]) {
 		return nil, false
 	}
