@@ -101,6 +101,7 @@ type Crypter struct {
 	createMu sync.Mutex    // serialises key writes on this node
 	creator  *creator      // coalesces data key creations (subjects.go)
 	index    *subjectIndex // lookups with a data key; nil: scan (subjects.go)
+	formUse  formUse       // which fields' forms are worth caching (formuse.go)
 }
 
 // New returns a Crypter. It checks that the master key opens the newest
@@ -543,6 +544,8 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	out := make([]ledger.Event, len(events))
 	var rnd nonces
 	var sl sealer
+	tally := c.formUse.start()
+	defer c.formUse.finish(&tally)
 	for i := range events {
 		e := events[i]
 		var dk *dataKey
@@ -560,7 +563,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			case dk == nil:
 				*p = sl.seal(cur.aead, f.class, cur.id, f.aad, *p, rnd.next())
 			case f.searchable:
-				*p = c.searchableForm(&sl, dk, f, *p, named)
+				*p = c.searchableForm(&sl, &tally, dk, f, *p, named)
 				named = true
 			default:
 				*p = sl.seal(dk.aead(), f.class, dk.id, f.aad, *p, rnd.next())
@@ -592,12 +595,18 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 }
 
 // searchableForm is the deterministic (v2) stored form of value in field
-// under dk, remembered per data key; keyless when an earlier field of
-// the event names dk.
-func (c *Crypter) searchableForm(sl *sealer, dk *dataKey, f *plannedField, value string, keyless bool) string {
+// under dk, remembered per data key unless the field's values rarely
+// repeat (formuse.go); keyless when an earlier field of the event names
+// dk.
+func (c *Crypter) searchableForm(sl *sealer, t *formTally, dk *dataKey, f *plannedField, value string, keyless bool) string {
+	if !c.formUse.use(t, f.index) {
+		return sl.sealV2(dk, f.aad, value, keyless)
+	}
 	if s, ok := dk.forms.get(f.index, value, keyless); ok {
+		t.hits[f.index]++
 		return s
 	}
+	t.misses[f.index]++
 	s := sl.sealV2(dk, f.aad, value, keyless)
 	dk.forms.put(f.index, value, keyless, s)
 	return s
