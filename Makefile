@@ -6,6 +6,8 @@ DATA_DIR  ?= $(CURDIR)/.data/dev
 BIN       := $(CURDIR)/bin
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+# The version gRPC itself requires (go.mod): generator and runtime match.
+PROTOC_GEN_VTPROTO := github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@v0.6.1-0.20240319094008-0393e58bdf10
 STATICCHECK        := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build run test test-short bench bench-micro lint lint-fast proto cluster clean
@@ -46,9 +48,11 @@ lint-fast:
 proto:
 	$(GO) install $(PROTOC_GEN_GO)
 	$(GO) install $(PROTOC_GEN_GO_GRPC)
+	$(GO) install $(PROTOC_GEN_VTPROTO)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I api/proto \
 	  --go_out=. --go_opt=module=github.com/auditledger/ledgerd \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/auditledger/ledgerd \
+	  --go-vtproto_out=. --go-vtproto_opt=module=github.com/auditledger/ledgerd,features=marshal+unmarshal+size \
 	  api/proto/ledger/v1/*.proto
 
 # Three nodes on loopback in the foreground; Ctrl-C stops them.

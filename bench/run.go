@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/api/wire"
 	"github.com/auditledger/ledgerd/ledger"
 )
 
@@ -202,7 +203,7 @@ func (r *runner) connect() error {
 	for i := range n {
 		opts := append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20), grpc.ForceCodecV2(wire.Client())),
 		}, r.cfg.DialOptions...)
 		if r.t.token != "" {
 			opts = append(opts, grpc.WithPerRPCCredentials(bearer(r.t.token)))

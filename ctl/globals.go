@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/api/wire"
 )
 
 // DefaultAddr is the ledgerd gRPC address used when neither --addr nor
@@ -71,7 +72,7 @@ func envOr(getenv func(string) string, key, def string) string {
 func (g *globals) dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMessage)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMessage), grpc.ForceCodecV2(wire.Client())),
 		grpc.WithChainUnaryInterceptor(g.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(g.streamInterceptor),
 	}

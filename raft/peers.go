@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/api/wire"
 )
 
 // TokenHeader is the gRPC metadata key carrying the cluster token;
@@ -56,7 +57,7 @@ func DialOptions(addr string, tlsConf *tls.Config, allowPlain bool) ([]grpc.Dial
 	}
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage), grpc.ForceCodecV2(wire.Client())),
 	}, nil
 }
 
