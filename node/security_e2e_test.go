@@ -325,7 +325,6 @@ func TestBadTokens(t *testing.T) {
 	sn := startSecure(t, t.TempDir(), nil)
 	ctx := context.Background()
 	viewer, viewerID := sn.createToken(auth.RoleViewer, "")
-	short, _ := sn.createToken(auth.RoleViewer, "1s")
 	admin := pb.NewAdminClient(sn.conn(sn.admin))
 	if _, err := admin.RevokeToken(ctx, &pb.RevokeTokenRequest{Id: viewerID}); err != nil {
 		t.Fatal(err)
@@ -350,10 +349,13 @@ func TestBadTokens(t *testing.T) {
 			t.Errorf("%s token: %v, want Unauthenticated saying %q", name, err, c.msg)
 		}
 	}
+	// Created right before its first use, with room for a loaded machine:
+	// a 1s token expired before this read under load.
+	short, _ := sn.createToken(auth.RoleViewer, "3s")
 	if err := read(short); err != nil {
 		t.Fatalf("fresh short-lived token: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		err := read(short)
 		if status.Code(err) == codes.Unauthenticated && strings.Contains(err.Error(), "expired") {
