@@ -143,14 +143,14 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 		sk, _ := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable nonce", 32)
 		return hmac.New(sha256.New, sk)
 	}
-	v2, err := hkdf.Key(sha256.New, raw, nil, "ledgerd searchable v2", 64)
+	v2 := hkdf64(raw, "ledgerd searchable v2")
+	d.v2mac = newSIVMAC(v2[32:])
+	enc, err := aes.NewCipher(v2[:32])
+	clear(v2[:])
 	if err != nil {
 		return nil, err
 	}
-	d.v2mac = newSIVMAC(v2[32:])
-	if d.v2enc, err = aes.NewCipher(v2[:32]); err != nil {
-		return nil, err
-	}
+	d.v2enc = enc
 	return d, nil
 }
 

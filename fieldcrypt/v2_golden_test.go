@@ -2,6 +2,11 @@ package fieldcrypt
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -49,6 +54,34 @@ func TestV2Golden(t *testing.T) {
 			if _, ok := dk.openV2(aad(ClassPersonal, "actor.ip"), v.Payload); ok {
 				t.Errorf("%s %q: opened as actor.ip", tc.field, tc.value)
 			}
+		}
+	}
+}
+
+// TestHKDF64: the allocation-free HKDF is crypto/hkdf's.
+func TestHKDF64(t *testing.T) {
+	for i := range 50 {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		for _, info := range []string{"ledgerd searchable v2", "", strings.Repeat("i", 64), fmt.Sprint(i)} {
+			want, err := hkdf.Key(sha256.New, secret, nil, info, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := hkdf64(secret, info); !bytes.Equal(got[:], want) {
+				t.Fatalf("secret %x info %q: %x, want %x", secret, info, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkOpenDataKey(b *testing.B) {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := openDataKey("dAAAAAAAAAAAAAAAA", raw); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
