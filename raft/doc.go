@@ -46,9 +46,12 @@
 // begins to stop (Node.Stopping), a write that finds no leader fails at
 // once, so that a node without quorum still stops promptly.
 //
-// Snapshots are taken after Config.SnapshotBytes of applied log (an
-// entry is a whole batch, so a count of entries says little about the
-// log's size).
+// Snapshots are taken by applied log bytes, not entries (an entry is a
+// whole batch, so a count of entries says little about the log's size):
+// once as many bytes were applied as the last snapshot held, and at least
+// Config.SnapshotBytes, so that a snapshot, a full copy of the store,
+// costs at most about a byte written per byte of log however large the
+// ledger grows.
 //
 // Reads are served by every node from its applied state; ReadBarrier and
 // LinearizableCheckpoint give the freshest state when a caller needs it.

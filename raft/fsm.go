@@ -32,6 +32,8 @@ type FSM struct {
 	// sinceSnapshot counts the log bytes applied since the last snapshot
 	// (the node snapshots by size).
 	sinceSnapshot atomic.Uint64
+	// lastSnapshotSize is the size of the newest snapshot (its stream).
+	lastSnapshotSize atomic.Uint64
 
 	observers kvObservers // told of applied KV writes and restores (observe.go)
 }
@@ -92,7 +94,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 		return nil, err
 	}
 	f.sinceSnapshot.Store(0)
-	return fsmSnapshot{sn}, nil
+	return fsmSnapshot{sn, f}, nil
 }
 
 // Restore implements hraft.FSM. Raft calls it at start-up with its
@@ -132,14 +134,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ sn *ledger.Snapshot }
+type fsmSnapshot struct {
+	sn  *ledger.Snapshot
+	fsm *FSM
+}
 
 // Persist implements hraft.FSMSnapshot.
 func (s fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
-	if _, err := s.sn.WriteTo(sink); err != nil {
+	n, err := s.sn.WriteTo(sink)
+	if err != nil {
 		return errors.Join(err, sink.Cancel())
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.fsm.lastSnapshotSize.Store(uint64(n))
+	return nil
 }
 
 // Release implements hraft.FSMSnapshot.

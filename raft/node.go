@@ -88,10 +88,16 @@ type Config struct {
 	// so its cost grows with the ledger while a log entry is one batch of
 	// 1 to 10,000 events: a threshold in entries would snapshot a busy
 	// ledger of single appends every few seconds and a batched one almost
-	// never. The node therefore snapshots after SnapshotBytes of applied
-	// log (default 1 GiB), checked every second; SnapshotThreshold
-	// (default 65536 entries, checked every SnapshotInterval, default
-	// 2m) is hashicorp/raft's own trigger, kept as a backstop.
+	// never. The node therefore snapshots once the log applied since the
+	// last snapshot is as large as that snapshot was, and at least
+	// SnapshotBytes (default 1 GiB), checked every second: writing
+	// snapshots then costs at most about one byte per byte of log, however
+	// large the ledger grows (a fixed threshold would copy a 100 GiB
+	// ledger after every GiB appended), and the log kept between
+	// snapshots stays under the store's size. SnapshotThreshold (default
+	// 2^24 entries, checked every SnapshotInterval, default 2m) is
+	// hashicorp/raft's own trigger, a backstop far enough not to undo
+	// that.
 	// TrailingLogs entries stay in the log after a snapshot (default
 	// 1024: up to 16 GiB of full batches, typically some hundred MB; a
 	// follower further behind catches up by snapshot).
@@ -268,7 +274,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	}
 	setDur(&rc.CommitTimeout, cfg.CommitTimeout)
 	setDur(&rc.SnapshotInterval, cfg.SnapshotInterval)
-	rc.SnapshotThreshold = 1 << 16
+	rc.SnapshotThreshold = 1 << 24
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
@@ -280,6 +286,9 @@ func Open(cfg Config) (_ *Node, err error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 	n.fsm = NewFSM(cfg.Store, n.log)
+	if snaps, err := n.snaps.List(); err == nil && len(snaps) > 0 {
+		n.fsm.lastSnapshotSize.Store(uint64(snaps[0].Size)) // newest first
+	}
 	if n.raft, err = hraft.NewRaft(rc, n.fsm, cached, n.stable, n.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
@@ -521,7 +530,14 @@ func (n *Node) upkeep() {
 	}
 }
 
-// snapshotBySize takes a snapshot whenever SnapshotBytes of log were
+// snapshotDue is how many bytes of log applied since the last snapshot
+// call for the next: as many as the last snapshot held, at least
+// Config.SnapshotBytes (see Config).
+func (n *Node) snapshotDue() uint64 {
+	return max(n.cfg.SnapshotBytes, n.fsm.lastSnapshotSize.Load())
+}
+
+// snapshotBySize takes a snapshot whenever snapshotDue bytes of log were
 // applied since the last one, until Close.
 func (n *Node) snapshotBySize() {
 	t := time.NewTicker(time.Second)
@@ -532,7 +548,8 @@ func (n *Node) snapshotBySize() {
 			return
 		case <-t.C:
 		}
-		if n.fsm.sinceSnapshot.Load() < n.cfg.SnapshotBytes {
+		applied, due := n.fsm.sinceSnapshot.Load(), n.snapshotDue()
+		if applied < due {
 			continue
 		}
 		start := time.Now()
@@ -540,7 +557,8 @@ func (n *Node) snapshotBySize() {
 			n.log.Debug("raft: snapshot by size", "err", err)
 			continue
 		}
-		n.log.Info("raft: snapshot taken", "after_bytes", n.cfg.SnapshotBytes, "took", time.Since(start))
+		n.log.Info("raft: snapshot taken", "applied_bytes", applied, "due_at", due,
+			"snapshot_bytes", n.fsm.lastSnapshotSize.Load(), "took", time.Since(start))
 	}
 }
 
