@@ -73,6 +73,12 @@ func (c LocalCommitter) CommitKV(_ context.Context, ops []KV) error {
 	return c.Store.ApplyKVNext(ops)
 }
 
+// CommitKVAhead applies ops as the next batch without waiting for their
+// own fsync: the next synced batch covers them (Store.ApplyKVNextAhead).
+func (c LocalCommitter) CommitKVAhead(_ context.Context, ops []KV) error {
+	return c.Store.ApplyKVNextAhead(ops)
+}
+
 // Committer returns the ledger's committer, for packages that replicate
 // their own state (CommitKV).
 func (l *Ledger) Committer() Committer { return l.cfg.Committer }
