@@ -204,6 +204,12 @@ func (r *runner) connect() error {
 		opts := append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20), grpc.ForceCodecV2(wire.Client())),
+			// Static flow-control windows: the default bandwidth-delay
+			// estimator PINGs the server once per call of a client that
+			// waits for each call (see node/transport.go), an extra
+			// frame each way timed as part of the calls.
+			grpc.WithStaticStreamWindowSize(8 << 20),
+			grpc.WithStaticConnWindowSize(16 << 20),
 		}, r.cfg.DialOptions...)
 		if r.t.token != "" {
 			opts = append(opts, grpc.WithPerRPCCredentials(bearer(r.t.token)))

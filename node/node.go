@@ -115,6 +115,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 	}
 
 	opts := append(append(n.metricsServerOptions(), n.grpcServerOptions()...), n.securityServerOptions()...)
+	opts = append(opts, transportServerOptions()...)
 	opts = append(opts, grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage),
 		grpc.ForceServerCodecV2(wire.Server()), // generated protobuf code, not reflection
 		// Handlers block until their batch is durable, so many run at
