@@ -31,6 +31,15 @@ type KVCommitter interface {
 	CommitKV(ctx context.Context, ops []ledger.KV) error
 }
 
+// aheadCommitter is a KVCommitter that can also write without waiting
+// for its own fsync, leaving durability to the next synced batch
+// (ledger.LocalCommitter). New subjects' data keys go that way: the
+// leaves that use them are that next batch, so an append of a new
+// subject costs one fsync instead of two.
+type aheadCommitter interface {
+	CommitKVAhead(ctx context.Context, ops []ledger.KV) error
+}
+
 // Options configure a Crypter.
 type Options struct {
 	Config Config

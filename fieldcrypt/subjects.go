@@ -352,7 +352,11 @@ func (c *Crypter) commitBatch(ctx context.Context, b *createBatch) {
 		hashes = append(hashes, binary.BigEndian.Uint64(l[:8]))
 	}
 	if len(ops) > 0 {
-		if err := c.commit.CommitKV(ctx, ops); err != nil {
+		commit := c.commit.CommitKV
+		if a, ok := c.commit.(aheadCommitter); ok {
+			commit = a.CommitKVAhead
+		}
+		if err := commit(ctx, ops); err != nil {
 			for _, x := range made {
 				x.dk, x.err = nil, fmt.Errorf("fieldcrypt: store data keys: %w", err)
 			}

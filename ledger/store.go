@@ -96,6 +96,8 @@ type Store struct {
 	rng     *merkle.Range
 	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
+	ahead sync.WaitGroup // syncs awaited for ApplyKVNextAhead; Close waits
+
 	pubMu     sync.Mutex // serialises publish
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every commit
@@ -316,6 +318,7 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	s.ahead.Wait()
 	err := s.db.Close()
 	s.db = nil
 	return err
@@ -732,7 +735,7 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
 		}
 	}
-	wait, err := s.prepareKV(seq, ops, next)
+	wait, err := s.prepareKV(seq, ops, next, false)
 	if err != nil {
 		return err
 	}
@@ -742,9 +745,29 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 	return wait()
 }
 
+// ApplyKVNextAhead applies ops as the next batch and returns once they
+// are visible, without waiting for their fsync: Pebble writes its log in
+// order, so the sync of any later batch makes them durable as well. It is
+// for writes that matter only together with a later synced batch — the
+// data key of a new subject, which the leaves appended next use: if the
+// process dies before that batch is durable, neither survives. A failed
+// sync poisons the store as usual, so the later batch fails too. (The
+// sync itself still runs, in the background; Close waits for it.)
+func (s *Store) ApplyKVNextAhead(ops []KV) error {
+	for _, op := range ops {
+		if !reservedTag(op.Key) {
+			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
+		}
+	}
+	_, err := s.prepareKV(0, ops, true, true)
+	return err
+}
+
 // prepareKV puts ops into the commit pipeline as batch seq (or the next
-// one) and returns what to wait for.
-func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (wait func() error, err error) {
+// one) and returns what to wait for. With ahead, a goroutine counted in
+// s.ahead (under the lock Close takes, so that Close waits for it) does
+// the waiting and the caller gets nothing to wait for.
+func (s *Store) prepareKV(seq uint64, ops []KV, next, ahead bool) (wait func() error, err error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.db == nil {
@@ -770,7 +793,16 @@ func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (wait func() error, e
 	}
 	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
 	st.LastApplied = seq
-	return s.enqueue(b, st)
+	synced, err := s.enqueue(b, st)
+	if err != nil || !ahead {
+		return synced, err
+	}
+	s.ahead.Add(1)
+	go func() { // ends with the sync; a failed one has poisoned the store
+		defer s.ahead.Done()
+		_ = synced()
+	}()
+	return noWait, nil
 }
 
 // Get reads a key of a reserved table; ErrNotFound when absent.
