@@ -6,7 +6,8 @@
 // It takes the flags bench gives an embedded server (--data-dir,
 // --grpc-addr, --http-addr, --origin, --log-format, --log-level,
 // --unsafe-nosync, and for --embedded-cluster --node-id, --raft-addr,
-// --bootstrap, --join) and writes, into $LEDGERD_PROF_DIR (default: the
+// --bootstrap, --join; and --cluster-token-file, so that
+// scripts/cluster.sh can start it from a directory where it is named ledgerd) and writes, into $LEDGERD_PROF_DIR (default: the
 // data directory), cpu.prof from start to SIGTERM, and mutex.prof,
 // block.prof and heap.prof at SIGTERM. A cluster node prefixes its files
 // with its node id (node1-cpu.prof, ...), so three processes sharing one
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Cluster.RaftAddr, "raft-addr", "", "cluster: Raft listen address")
 	fs.BoolVar(&cfg.Cluster.Bootstrap, "bootstrap", false, "cluster: start a new cluster")
 	fs.StringVar(&cfg.Cluster.Join, "join", "", "cluster: join through this member's gRPC address")
+	fs.StringVar(&cfg.Cluster.TokenFile, "cluster-token-file", "", "cluster: shared secret for node-to-node calls (as ledgerd; scripts/cluster.sh gives it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
