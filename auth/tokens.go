@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -65,6 +66,19 @@ type Tokens struct {
 	kv     KVReader
 	commit KVCommitter
 	now    func() time.Time
+
+	// decoded remembers the last record read of each token with its
+	// decoding: every authenticated call reads its token's record, and
+	// decoding the JSON cost about as much as the read. Only the bytes
+	// are trusted: a record that changed (revoked, replaced) is decoded
+	// again. It holds tokens that exist, so it is as small as the table.
+	mu      sync.Mutex
+	decoded map[string]decodedToken
+}
+
+type decodedToken struct {
+	raw  []byte
+	info TokenInfo
 }
 
 // NewTokens returns the token table over kv, written through commit.
@@ -73,7 +87,7 @@ func NewTokens(kv KVReader, commit KVCommitter, now func() time.Time) *Tokens {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{kv: kv, commit: commit, now: now}
+	return &Tokens{kv: kv, commit: commit, now: now, decoded: map[string]decodedToken{}}
 }
 
 // MaxTokenName bounds a token's name.
@@ -159,10 +173,19 @@ func (t *Tokens) Get(id string) (TokenInfo, error) {
 	if err != nil {
 		return TokenInfo{}, err
 	}
+	t.mu.Lock()
+	d, ok := t.decoded[id]
+	t.mu.Unlock()
+	if ok && bytes.Equal(d.raw, b) {
+		return d.info, nil
+	}
 	var info TokenInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		return TokenInfo{}, fmt.Errorf("%w: token record %s: %v", ledger.ErrCorrupt, id, err)
 	}
+	t.mu.Lock()
+	t.decoded[id] = decodedToken{raw: bytes.Clone(b), info: info}
+	t.mu.Unlock()
 	return info, nil
 }
 
