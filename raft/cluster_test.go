@@ -285,16 +285,14 @@ func TestSnapshotCatchUp(t *testing.T) {
 		}
 	}
 	c.converge(size)
-	if lagger.node.fsm.restores.Load() == 0 {
-		t.Fatal("the lagging follower caught up without a snapshot")
-	}
+	// The store publishes its restored state before the FSM counts the
+	// restore: wait for the count rather than read it once.
+	c.eventually(5*time.Second, "the lagging follower's snapshot restore", func() bool { return lagger.node.fsm.restores.Load() > 0 })
 
 	n4 := c.add("n4")
 	c.join(n4, leader)
 	c.converge(size)
-	if n4.node.fsm.restores.Load() == 0 {
-		t.Fatal("the new node caught up without a snapshot")
-	}
+	c.eventually(5*time.Second, "the new node's snapshot restore", func() bool { return n4.node.fsm.restores.Load() > 0 })
 	c.sameRootsAtEverySize()
 	appendOn(t, n4, events("after", 3))
 	c.converge(size + 3)
