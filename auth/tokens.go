@@ -69,16 +69,27 @@ type Tokens struct {
 
 	// decoded remembers the last record read of each token with its
 	// decoding: every authenticated call reads its token's record, and
-	// decoding the JSON cost about as much as the read. Only the bytes
-	// are trusted: a record that changed (revoked, replaced) is decoded
-	// again. It holds tokens that exist, so it is as small as the table.
+	// decoding the JSON cost about as much as the read. A record that
+	// changed (revoked, replaced) is decoded again. When the store counts
+	// its KV writes (ledger.Store.KVWrites), a record read at the current
+	// count is used without reading the store at all; otherwise the bytes
+	// read are compared. It holds tokens that exist, so it is as small as
+	// the table.
 	mu      sync.Mutex
 	decoded map[string]decodedToken
 }
 
 type decodedToken struct {
-	raw  []byte
-	info TokenInfo
+	raw    []byte
+	info   TokenInfo
+	writes uint64 // the store's KVWrites before raw was read
+	counts bool   // writes is set
+}
+
+// kvWriteCounter is a KVReader that counts its KV writes
+// (ledger.Store.KVWrites).
+type kvWriteCounter interface {
+	KVWrites() uint64
 }
 
 // NewTokens returns the token table over kv, written through commit.
@@ -166,6 +177,17 @@ func (t *Tokens) Get(id string) (TokenInfo, error) {
 	if !ValidTokenID(id) {
 		return TokenInfo{}, fmt.Errorf("%w: token id %q", ledger.ErrNotFound, id)
 	}
+	var writes uint64
+	wc, counts := t.kv.(kvWriteCounter)
+	if counts {
+		writes = wc.KVWrites() // before the read: a later write changes it
+	}
+	t.mu.Lock()
+	d, ok := t.decoded[id]
+	t.mu.Unlock()
+	if ok && counts && d.counts && d.writes == writes {
+		return d.info, nil
+	}
 	b, err := t.kv.Get(tokenKey(id))
 	if errors.Is(err, ledger.ErrNotFound) {
 		return TokenInfo{}, fmt.Errorf("%w: token %s", ledger.ErrNotFound, id)
@@ -173,18 +195,18 @@ func (t *Tokens) Get(id string) (TokenInfo, error) {
 	if err != nil {
 		return TokenInfo{}, err
 	}
-	t.mu.Lock()
-	d, ok := t.decoded[id]
-	t.mu.Unlock()
-	if ok && bytes.Equal(d.raw, b) {
-		return d.info, nil
+	info := d.info
+	if !ok || !bytes.Equal(d.raw, b) {
+		info = TokenInfo{}
+		if err := json.Unmarshal(b, &info); err != nil {
+			return TokenInfo{}, fmt.Errorf("%w: token record %s: %v", ledger.ErrCorrupt, id, err)
+		}
+		b = bytes.Clone(b)
+	} else {
+		b = d.raw
 	}
-	var info TokenInfo
-	if err := json.Unmarshal(b, &info); err != nil {
-		return TokenInfo{}, fmt.Errorf("%w: token record %s: %v", ledger.ErrCorrupt, id, err)
-	}
 	t.mu.Lock()
-	t.decoded[id] = decodedToken{raw: bytes.Clone(b), info: info}
+	t.decoded[id] = decodedToken{raw: b, info: info, writes: writes, counts: counts}
 	t.mu.Unlock()
 	return info, nil
 }

@@ -199,6 +199,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if _, err := s.db.IngestAndExcise(context.Background(), paths, nil, nil, span); err != nil {
 		return s.poison(fmt.Errorf("ledger: restore: ingest: %w", err))
 	}
+	s.kvWrites.Add(1) // every table may have changed
 	s.tiles.reset()
 	for i := range s.edge {
 		s.edge[i] = nil

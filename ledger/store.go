@@ -96,7 +96,8 @@ type Store struct {
 	rng     *merkle.Range
 	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
-	ahead sync.WaitGroup // syncs awaited for ApplyKVNextAhead; Close waits
+	ahead    sync.WaitGroup // syncs awaited for ApplyKVNextAhead; Close waits
+	kvWrites atomic.Uint64  // KV batches and restores made visible (KVWrites)
 
 	pubMu     sync.Mutex // serialises publish
 	changedMu sync.Mutex
@@ -745,6 +746,14 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 	return wait()
 }
 
+// KVWrites counts the KV batches (ApplyKV, ApplyKVNext, ApplyKVNextAhead)
+// and restores this store has made visible. It changes only after the
+// write it counts can be read, so a reader that notes it, then reads the
+// reserved tables, may keep what it read for as long as KVWrites still
+// returns that value: key and token caches, which leaf batches (that
+// never write those tables) would otherwise invalidate at every append.
+func (s *Store) KVWrites() uint64 { return s.kvWrites.Load() }
+
 // ApplyKVNextAhead applies ops as the next batch and returns once they
 // are visible, without waiting for their fsync: Pebble writes its log in
 // order, so the sync of any later batch makes them durable as well. It is
@@ -794,8 +803,12 @@ func (s *Store) prepareKV(seq uint64, ops []KV, next, ahead bool) (wait func() e
 	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
 	st.LastApplied = seq
 	synced, err := s.enqueue(b, st)
-	if err != nil || !ahead {
-		return synced, err
+	if err != nil {
+		return nil, err
+	}
+	s.kvWrites.Add(1) // the batch is visible now (see KVWrites)
+	if !ahead {
+		return synced, nil
 	}
 	s.ahead.Add(1)
 	go func() { // ends with the sync; a failed one has poisoned the store
