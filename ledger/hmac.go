@@ -80,7 +80,7 @@ func (k *Keyring) Verify(e *Entry, leaf []byte) error {
 // key) and sets e.Signature.
 func (k *Keyring) sealLeaf(e *Entry) []byte {
 	e.KeyID = k.currentID
-	leaf := appendBody(make([]byte, 0, 384), e)
+	leaf := appendBody(make([]byte, 0, leafCap(e)), e)
 	bodyLen := len(leaf)
 	leaf = appendString(leaf, e.KeyID)
 	leaf = append(leaf, sha256.Size)

@@ -134,3 +134,25 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// leafCap bounds the leaf's length, so that encoding never grows its
+// buffer: small and large events, long values (length prefixes of 2 and
+// 3 bytes), metadata.
+func TestLeafCapBoundsTheLeaf(t *testing.T) {
+	keys := newTestKeys(t)
+	long := string(bytes.Repeat([]byte("x"), 20000))
+	big := testEvent(7)
+	big.Actor.Session, big.Context.Version = long, long[:200]
+	big.Action.Metadata = map[string]string{"a": long, long[:300]: "b", "": ""}
+	for i, ev := range []Event{testEvent(1), {Actor: Actor{ID: "a"}, Action: Action{Type: "t", Resource: "r", Result: "denied"}}, big} {
+		e := Entry{Event: ev, ReceivedAt: 1}
+		e.ID = "evt-1"
+		leaf := keys.hmac.sealLeaf(&e)
+		if c := leafCap(&e); len(leaf) > c {
+			t.Errorf("%d: leaf of %d bytes, leafCap %d", i, len(leaf), c)
+		}
+		if enc := EncodeLeaf(&e); len(enc) > leafCap(&e) || cap(enc) != leafCap(&e) {
+			t.Errorf("%d: EncodeLeaf grew its buffer: len %d cap %d, leafCap %d", i, len(enc), cap(enc), leafCap(&e))
+		}
+	}
+}
