@@ -34,25 +34,10 @@ func BenchmarkGRPCAppend32(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.StartTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				if _, err := c.Append(context.Background(), &pb.AppendRequest{Event: evs[i%1024]}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	runOps(b, 32, func(i int) error {
+		_, err := c.Append(context.Background(), &pb.AppendRequest{Event: evs[i%1024]})
+		return err
+	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
@@ -69,14 +54,28 @@ func BenchmarkGRPCAppendBatch1000(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.StartTimer()
+	runOps(b, 4, func(int) error {
+		_, err := c.AppendBatch(context.Background(), &pb.AppendBatchRequest{Events: evs})
+		return err
+	})
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}
+
+// runOps runs op for i = 1..b.N on workers goroutines and returns when
+// all are done; a failed op fails the benchmark and stops its worker.
+func runOps(b *testing.B, workers int, op func(i int) error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range 4 {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				if _, err := c.AppendBatch(context.Background(), &pb.AppendBatchRequest{Events: evs}); err != nil {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := op(int(i)); err != nil {
 					b.Error(err)
 					return
 				}
@@ -84,5 +83,4 @@ func BenchmarkGRPCAppendBatch1000(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
 }

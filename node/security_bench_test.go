@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -130,25 +128,10 @@ func securityCost(b *testing.B, mode string, batch func(i int) []*pb.Event) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.StartTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				if _, err := c.AppendBatch(context.Background(), &pb.AppendBatchRequest{Events: batch(int(i))}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	runOps(b, 4, func(i int) error {
+		_, err := c.AppendBatch(context.Background(), &pb.AppendBatchRequest{Events: batch(i)})
+		return err
+	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
 	// CPU per event (server and the in-process clients) is steadier
