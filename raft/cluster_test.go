@@ -293,6 +293,9 @@ func TestSnapshotCatchUp(t *testing.T) {
 	c.join(n4, leader)
 	c.converge(size)
 	c.eventually(5*time.Second, "the new node's snapshot restore", func() bool { return n4.node.fsm.restores.Load() > 0 })
+	if got := n4.node.fsm.lastSnapshotSize.Load(); got == 0 {
+		t.Fatal("a node that restored a snapshot does not size its next one by it")
+	}
 	c.sameRootsAtEverySize()
 	appendOn(t, n4, events("after", 3))
 	c.converge(size + 3)

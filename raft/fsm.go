@@ -104,7 +104,8 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 // agree and keeps the data; otherwise it replaces the Store's content.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 1<<20)
+	counted := &countingReader{r: rc}
+	br := bufio.NewReaderSize(counted, 1<<20)
 	snap, err := ledger.SnapshotState(br)
 	if err != nil {
 		return err
@@ -130,8 +131,24 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.store.Restore(br); err != nil {
 		return fmt.Errorf("raft: restore snapshot: %w", err)
 	}
+	// The next snapshot of this node is due by this one's size, as if it
+	// had taken it (a node that restored a large ledger and then
+	// snapshotted after SnapshotBytes would copy it all again).
+	f.lastSnapshotSize.Store(counted.n)
 	f.restores.Add(1)
 	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
 }
 
 type fsmSnapshot struct {
