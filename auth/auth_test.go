@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,9 +123,12 @@ func TestRolePermissions(t *testing.T) {
 
 // memKV is an in-memory reserved table with a committer.
 type memKV struct {
-	m    map[string][]byte
-	fail error
+	m      map[string][]byte
+	fail   error
+	writes atomic.Uint64
 }
+
+func (k *memKV) KVWrites() uint64 { return k.writes.Load() }
 
 func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
 
@@ -158,6 +162,7 @@ func (k *memKV) CommitKV(_ context.Context, ops []ledger.KV) error {
 			k.m[string(op.Key)] = op.Value
 		}
 	}
+	k.writes.Add(1)
 	return nil
 }
 

@@ -4,28 +4,17 @@ import (
 	"context"
 	"errors"
 	"testing"
-
-	"github.com/auditledger/ledgerd/ledger"
 )
 
-// countingKV is memKV with ledger.Store's KV write counter, and a count
-// of reads.
+// countingKV is memKV with a count of reads.
 type countingKV struct {
 	*memKV
-	writes, gets uint64
+	gets uint64
 }
-
-func (k *countingKV) KVWrites() uint64 { return k.writes }
 
 func (k *countingKV) Get(key []byte) ([]byte, error) {
 	k.gets++
 	return k.memKV.Get(key)
-}
-
-func (k *countingKV) CommitKV(ctx context.Context, ops []ledger.KV) error {
-	err := k.memKV.CommitKV(ctx, ops)
-	k.writes++
-	return err
 }
 
 // With a store that counts its KV writes, verifying a token again reads

@@ -18,10 +18,12 @@ import (
 	"github.com/auditledger/ledgerd/ledger"
 )
 
-// KVReader reads the replicated reserved tables: a *ledger.Store.
+// KVReader reads the replicated reserved tables: a *ledger.Store. What
+// is read at one KVWrites count holds until the count changes.
 type KVReader interface {
 	Get(key []byte) ([]byte, error)
 	ScanKV(prefix []byte, fn func(key, value []byte) error) error
+	KVWrites() uint64
 }
 
 // KVCommitter replicates writes to reserved tables: the ledger's
@@ -68,13 +70,11 @@ type Tokens struct {
 	now    func() time.Time
 
 	// decoded remembers the last record read of each token with its
-	// decoding: every authenticated call reads its token's record, and
-	// decoding the JSON cost about as much as the read. A record that
-	// changed (revoked, replaced) is decoded again. When the store counts
-	// its KV writes (ledger.Store.KVWrites), a record read at the current
-	// count is used without reading the store at all; otherwise the bytes
-	// read are compared. It holds tokens that exist, so it is as small as
-	// the table.
+	// decoding: every authenticated call checks its token. A record read
+	// at the store's current KVWrites count is used without reading the
+	// store; after any KV write the record is read again, and decoded
+	// again only if its bytes changed (revoked, replaced). It holds tokens
+	// that exist, so it is as small as the table.
 	mu      sync.Mutex
 	decoded map[string]decodedToken
 }
@@ -83,13 +83,6 @@ type decodedToken struct {
 	raw    []byte
 	info   TokenInfo
 	writes uint64 // the store's KVWrites before raw was read
-	counts bool   // writes is set
-}
-
-// kvWriteCounter is a KVReader that counts its KV writes
-// (ledger.Store.KVWrites).
-type kvWriteCounter interface {
-	KVWrites() uint64
 }
 
 // NewTokens returns the token table over kv, written through commit.
@@ -177,15 +170,11 @@ func (t *Tokens) Get(id string) (TokenInfo, error) {
 	if !ValidTokenID(id) {
 		return TokenInfo{}, fmt.Errorf("%w: token id %q", ledger.ErrNotFound, id)
 	}
-	var writes uint64
-	wc, counts := t.kv.(kvWriteCounter)
-	if counts {
-		writes = wc.KVWrites() // before the read: a later write changes it
-	}
+	writes := t.kv.KVWrites() // before the read: a later write changes it
 	t.mu.Lock()
 	d, ok := t.decoded[id]
 	t.mu.Unlock()
-	if ok && counts && d.counts && d.writes == writes {
+	if ok && d.writes == writes {
 		return d.info, nil
 	}
 	b, err := t.kv.Get(tokenKey(id))
@@ -206,7 +195,7 @@ func (t *Tokens) Get(id string) (TokenInfo, error) {
 		b = d.raw
 	}
 	t.mu.Lock()
-	t.decoded[id] = decodedToken{raw: b, info: info, writes: writes, counts: counts}
+	t.decoded[id] = decodedToken{raw: b, info: info, writes: writes}
 	t.mu.Unlock()
 	return info, nil
 }

@@ -18,11 +18,13 @@ import (
 	"github.com/auditledger/ledgerd/ledger"
 )
 
-// KVStore reads the replicated reserved tables: a *ledger.Store.
+// KVStore reads the replicated reserved tables: a *ledger.Store. Key
+// state read at one KVWrites count holds until the count changes (the
+// store's last applied batch, by contrast, changes with every append).
 type KVStore interface {
 	Get(key []byte) ([]byte, error)
 	ScanKV(prefix []byte, fn func(key, value []byte) error) error
-	State() ledger.TreeState
+	KVWrites() uint64
 }
 
 // KVCommitter replicates writes to the reserved tables: the ledger's
@@ -99,7 +101,7 @@ type Crypter struct {
 
 	mu        sync.RWMutex // guards the fields below
 	loaded    bool
-	checkedAt uint64 // store's KVWrites (or LastApplied) when gen was read
+	checkedAt uint64 // store's KVWrites when gen was read
 	gen       string
 	fields    map[string]*fieldKey // every field key, by id (lookup nil: not unwrapped)
 	current   *fieldKey            // newest field key; nil when none or not unwrapped
@@ -160,23 +162,10 @@ func New(o Options) (*Crypter, error) {
 // SubjectsEnabled reports whether events get per-subject data keys.
 func (c *Crypter) SubjectsEnabled() bool { return c.cfg.subject != nil }
 
-// kvWriteCounter is a KVStore that counts its KV writes
-// (ledger.Store.KVWrites): key state read at one count holds until the
-// count changes, where the store's last applied batch changes with every
-// append.
-type kvWriteCounter interface {
-	KVWrites() uint64
-}
-
 // refresh reloads the key state when a rotation or erasure happened
 // since the last look.
 func (c *Crypter) refresh() error {
-	var applied uint64
-	if wc, ok := c.kv.(kvWriteCounter); ok {
-		applied = wc.KVWrites()
-	} else {
-		applied = c.kv.State().LastApplied
-	}
+	applied := c.kv.KVWrites()
 	c.mu.RLock()
 	fresh := c.loaded && applied == c.checkedAt
 	c.mu.RUnlock()
