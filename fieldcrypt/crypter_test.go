@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/auditledger/ledgerd/ledger"
@@ -375,5 +376,68 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if !cc.sensitive.metadata("MySecretThing") || cc.sensitive.metadata("password") || !cc.sensitive.hasField("context.requestId") {
 		t.Error("selector matching")
+	}
+}
+
+// countingKV counts the store reads a Crypter makes.
+type countingKV struct {
+	KVStore
+	reads atomic.Int64
+}
+
+func (k *countingKV) Get(key []byte) ([]byte, error) {
+	k.reads.Add(1)
+	return k.KVStore.Get(key)
+}
+
+func (k *countingKV) ScanKV(prefix []byte, fn func(key, value []byte) error) error {
+	k.reads.Add(1)
+	return k.KVStore.ScanKV(prefix, fn)
+}
+
+// TestEvictedSubjectKeyComesBackWithoutAStoreRead: a subject dropped
+// from the first cache tier gets the same data key back from the second
+// without reading the store, and an erasure empties both tiers.
+func TestEvictedSubjectKeyComesBackWithoutAStoreRead(t *testing.T) {
+	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	r := e.append(t, event("kate"))
+	first := keyOf(t, decode(t, e, r[0].Index).Actor.ID)
+
+	if _, err := e.c.Transform([]ledger.Event{event("kate")}); err != nil {
+		t.Fatal(err) // settles the generation check after the append's writes
+	}
+	kv := &countingKV{KVStore: e.c.kv}
+	e.c.kv = kv
+	e.c.mu.Lock()
+	clear(e.c.bySubject) // as evictHalf would
+	e.c.mu.Unlock()
+	out, err := e.c.Transform([]ledger.Event{event("kate")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keyOf(t, out[0].Actor.ID); got != first {
+		t.Fatalf("evicted subject sealed under %s, want %s", got, first)
+	}
+	if n := kv.reads.Load(); n != 0 {
+		t.Fatalf("%d store reads for an evicted subject", n)
+	}
+	ev := out[0]
+	e.c.Reveal(&ev, true)
+	if ev.Actor.ID != "kate" {
+		t.Fatalf("reads %q", ev.Actor.ID)
+	}
+
+	if _, err := e.c.Erase(context.Background(), "kate", "x"); err != nil {
+		t.Fatal(err)
+	}
+	e.c.mu.Lock()
+	clear(e.c.bySubject)
+	e.c.mu.Unlock()
+	out, err = e.c.Transform([]ledger.Event{event("kate")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keyOf(t, out[0].Actor.ID); got == first || keyErased(e, got) {
+		t.Fatalf("after erasure sealed under %s (erased key %s)", got, first)
 	}
 }
