@@ -37,11 +37,10 @@ var (
 
 const keySpaceVersion = "1"
 
-func entryKey(index uint64) []byte {
-	k := make([]byte, 10)
-	k[0], k[1] = tagEntry, '/'
-	binary.BigEndian.PutUint64(k[2:], index)
-	return k
+func entryKey(index uint64) []byte { return appendEntryKey(make([]byte, 0, 10), index) }
+
+func appendEntryKey(dst []byte, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, tagEntry, '/'), index)
 }
 
 func idKey(id string) []byte {
@@ -52,10 +51,11 @@ func idKey(id string) []byte {
 }
 
 func hashKey(h merkle.Hash) []byte {
-	k := make([]byte, 2+merkle.HashSize)
-	k[0], k[1] = tagHash, '/'
-	copy(k[2:], h[:])
-	return k
+	return appendHashKey(make([]byte, 0, 2+merkle.HashSize), h)
+}
+
+func appendHashKey(dst []byte, h merkle.Hash) []byte {
+	return append(append(dst, tagHash, '/'), h[:]...)
 }
 
 func tileKey(level uint8, index uint64) []byte {

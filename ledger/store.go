@@ -23,6 +23,17 @@ import (
 // levels each cover 2^64 leaves.
 const maxTileLevels = 8
 
+// batchBytesPerEntry is what an entry adds to a Pebble batch besides its
+// leaf and id: the entry, id and leaf-hash keys with their record
+// headers and index values, and a share of the query postings and tile
+// rows, rounded up so that a batch is seldom regrown.
+const batchBytesPerEntry = 128
+
+// maxRetainedBatch is the largest batch buffer Pebble's batch pool keeps
+// for reuse (Pebble's default, 1 MiB, is less than a batch of 1000
+// encrypted events).
+const maxRetainedBatch = 4 << 20
+
 // TreeState is the committed state of the tree, as readers see it.
 type TreeState struct {
 	Size        uint64      // number of leaves
@@ -422,8 +433,15 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 		}
 	}
 
-	// Phase 2: extend the tree and fill the batch.
-	b := s.db.NewBatch()
+	// Phase 2: extend the tree and fill the batch, sized up front: a
+	// batch that grows by doubling from Pebble's 1 KiB copies its data
+	// about once more and allocates twice its size, per batch (Pebble's
+	// batch pool rarely survives the GC cycles between two batches).
+	est := 4 << 10
+	for i, leaf := range leaves {
+		est += len(leaf) + len(results[i].ID) + batchBytesPerEntry
+	}
+	b := s.db.NewBatchWithSize(est, pebble.WithMaxRetainedSizeBytes(maxRetainedBatch))
 	// A partial tile is written as segments: each batch adds one key with
 	// just the hashes it appended (from segStart on), so a small batch
 	// costs a few bytes, not a rewrite of the whole row. A tile that fills
@@ -462,19 +480,27 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 	// Writes go table by table: Pebble's memtable insert is much cheaper
 	// for ascending keys (it reuses the previous insert's position), and
 	// entry indices ascend, as do server-assigned (UUIDv7) ids.
+	// Keys and values are built in one scratch buffer: Set copies them.
+	var scratch [2 + merkle.HashSize + 8]byte
 	for i := range results {
 		if r := &results[i]; !r.Duplicate {
-			b.Set(entryKey(r.Index), r.Leaf, nil)
+			b.Set(appendEntryKey(scratch[:0], r.Index), r.Leaf, nil)
 		}
 	}
 	for i := range results {
 		if r := &results[i]; !r.Duplicate {
-			b.Set(idKey(r.ID), encodeIndex(r.Index), nil)
+			d := b.SetDeferred(2+len(r.ID), 8)
+			d.Key[0], d.Key[1] = tagID, '/'
+			copy(d.Key[2:], r.ID)
+			binary.BigEndian.PutUint64(d.Value, r.Index)
+			d.Finish()
 		}
 	}
 	for i := range results {
 		if r := &results[i]; !r.Duplicate {
-			b.Set(hashKey(r.LeafHash), encodeIndex(r.Index), nil)
+			k := appendHashKey(scratch[:0], r.LeafHash)
+			v := binary.BigEndian.AppendUint64(k[len(k):], r.Index)
+			b.Set(k, v, nil)
 		}
 	}
 	for i := range results {
