@@ -23,10 +23,11 @@ import (
 // levels each cover 2^64 leaves.
 const maxTileLevels = 8
 
-// batchBytesPerEntry is what an entry adds to a Pebble batch besides its
-// leaf and id: the entry, id and leaf-hash keys with their record
-// headers and index values, and a share of the query postings and tile
-// rows, rounded up so that a batch is seldom regrown.
+// batchBytesPerEntry is the least an entry is assumed to add to a Pebble
+// batch besides its leaf and id: the entry, id and leaf-hash keys with
+// their record headers and index values. What the hooks add (query
+// postings, longer with encrypted values) is learnt from the batches
+// before (Store.extraPerEntry).
 const batchBytesPerEntry = 128
 
 // maxRetainedBatch is the largest batch buffer Pebble's batch pool keeps
@@ -103,9 +104,12 @@ type Store struct {
 
 	applyMu sync.Mutex // serialises Apply; guards the fields below
 	prep    TreeState  // state after the last batch handed to Pebble
-	ids     *idFilter  // every stored event id, to skip lookups of new ones
-	rng     *merkle.Range
-	edge    [maxTileLevels][]merkle.Hash // right-edge partial tile rows
+	// extraPerEntry is what the last large batch held per entry besides
+	// its leaf and id (keys, index values, query postings, tile rows).
+	extraPerEntry int
+	ids           *idFilter // every stored event id, to skip lookups of new ones
+	rng           *merkle.Range
+	edge          [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
 	ahead    sync.WaitGroup // syncs awaited for ApplyKVNextAhead; Close waits
 	kvWrites atomic.Uint64  // KV batches and restores made visible (KVWrites)
@@ -437,10 +441,11 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 	// batch that grows by doubling from Pebble's 1 KiB copies its data
 	// about once more and allocates twice its size, per batch (Pebble's
 	// batch pool rarely survives the GC cycles between two batches).
-	est := 4 << 10
+	est, leafBytes := 4<<10, 0
 	for i, leaf := range leaves {
-		est += len(leaf) + len(results[i].ID) + batchBytesPerEntry
+		leafBytes += len(leaf) + len(results[i].ID)
 	}
+	est += leafBytes + len(leaves)*max(batchBytesPerEntry, s.extraPerEntry+s.extraPerEntry/8)
 	b := s.db.NewBatchWithSize(est, pebble.WithMaxRetainedSizeBytes(maxRetainedBatch))
 	// A partial tile is written as segments: each batch adds one key with
 	// just the hashes it appended (from segStart on), so a small batch
@@ -530,6 +535,9 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 	}
 	b.Set(keyState, encodeState(size, seq, s.rng.Hashes()), nil)
 	st := TreeState{Size: size, Root: s.rng.Root(), LastApplied: seq}
+	if len(leaves) >= 100 { // small batches say little about the rest
+		s.extraPerEntry = (len(b.Repr()) - leafBytes) / len(leaves)
+	}
 
 	// Phase 3: into the commit pipeline, in order; the sync is awaited by
 	// the caller, outside the lock.
