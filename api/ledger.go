@@ -218,7 +218,9 @@ func (s *LedgerService) checkpoint(ctx context.Context, linearizable bool) (*led
 	if linearizable && s.freshCP != nil {
 		return s.freshCP(ctx)
 	}
-	return s.l.Checkpoint(), nil
+	// Covers every entry this node had committed when asked: a client
+	// that appended and then asks for the checkpoint finds its entries.
+	return s.l.FreshCheckpoint(ctx)
 }
 
 func (s *LedgerService) GetCheckpoint(ctx context.Context, req *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {

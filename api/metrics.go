@@ -168,9 +168,14 @@ func (m *Metrics) WatchLedger(l *ledger.Ledger) error {
 	go func() {
 		defer m.wg.Done()
 		for {
-			cp := l.Checkpoint()
-			if _, err := l.WaitCheckpoint(ctx, cp.Size+1); err != nil {
-				return // closed
+			// Watched, not waited for: a metrics scrape must not make
+			// checkpoints more frequent (see ledger.Config).
+			select {
+			case <-l.CheckpointChanged():
+			case <-ctx.Done():
+				return
+			case <-l.Closed():
+				return
 			}
 			m.cpSigned.Store(time.Now().UnixNano())
 		}

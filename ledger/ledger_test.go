@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	tdproof "github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -434,5 +435,61 @@ func TestProofsWhileTilesFill(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// TestCheckpointCadence: while nobody waits, a checkpoint is signed at
+// once after a quiet period and then at most every
+// IdleCheckpointInterval; a caller that waits (WaitCheckpoint,
+// FreshCheckpoint) gets one within CheckpointInterval.
+func TestCheckpointCadence(t *testing.T) {
+	keys := newTestKeys(t)
+	st, err := OpenStore(t.TempDir(), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := New(Config{Store: st, Origin: "test.example/log", Signer: keys.signer, HMAC: keys.hmac,
+		CheckpointInterval: time.Millisecond, IdleCheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// The first commit after a quiet period: signed at once, unasked.
+	changed := l.CheckpointChanged()
+	if _, err := l.Append(ctx, []Event{testEvent(1)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no checkpoint after the first append")
+	}
+	if got := l.Checkpoint().Size; got != 1 {
+		t.Fatalf("checkpoint size %d, want 1", got)
+	}
+
+	// Under load and unasked: not before the idle interval (an hour).
+	if _, err := l.Append(ctx, []Event{testEvent(2)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // room for a wrong early signature
+	if got := l.Checkpoint().Size; got != 1 {
+		t.Fatalf("checkpoint of size %d signed while nobody waited", got)
+	}
+
+	// Asked: at once.
+	cp, err := l.WaitCheckpoint(ctx, 2)
+	if err != nil || cp.Size != 2 {
+		t.Fatalf("WaitCheckpoint = %v, %v", cp, err)
+	}
+	if _, err := l.Append(ctx, []Event{testEvent(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := l.FreshCheckpoint(ctx); err != nil || cp.Size != 3 {
+		t.Fatalf("FreshCheckpoint = %v, %v", cp, err)
 	}
 }

@@ -22,9 +22,14 @@ type Config struct {
 	// the host name.
 	Origin string `json:"origin"`
 
-	Keys               KeysConfig        `json:"keys"`
-	GroupCommit        GroupCommitConfig `json:"groupCommit"`
-	CheckpointInterval Duration          `json:"checkpointInterval"`
+	Keys        KeysConfig        `json:"keys"`
+	GroupCommit GroupCommitConfig `json:"groupCommit"`
+	// CheckpointInterval is the least time between two signed
+	// checkpoints while a caller waits for one (an append with wait, a
+	// proof of a new entry, a feed subscriber); IdleCheckpointInterval
+	// while nobody does (see ledger.Config).
+	CheckpointInterval     Duration `json:"checkpointInterval"`
+	IdleCheckpointInterval Duration `json:"idleCheckpointInterval"`
 	// Cluster runs the node as a member of a Raft cluster (cluster.go).
 	Cluster ClusterConfig `json:"cluster"`
 	// Security: tokens, roles, TLS, field encryption, self-audit
@@ -86,12 +91,13 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // Defaults returns the embedded defaults: a single node on loopback.
 func Defaults() Config {
 	return Config{
-		DataDir:            "ledger-data",
-		GRPCAddr:           "127.0.0.1:7070",
-		HTTPAddr:           "127.0.0.1:8080",
-		CheckpointInterval: Duration(2 * time.Millisecond),
-		LogLevel:           "info",
-		LogFormat:          "text",
+		DataDir:                "ledger-data",
+		GRPCAddr:               "127.0.0.1:7070",
+		HTTPAddr:               "127.0.0.1:8080",
+		CheckpointInterval:     Duration(2 * time.Millisecond),
+		IdleCheckpointInterval: Duration(200 * time.Millisecond),
+		LogLevel:               "info",
+		LogFormat:              "text",
 	}
 }
 

@@ -98,17 +98,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err erro
 		return nil, err
 	}
 	n.ledger, err = ledger.New(ledger.Config{
-		Store:              n.store,
-		Origin:             cfg.Origin,
-		Signer:             keys.Signer,
-		HMAC:               keys.HMAC,
-		MaxBatchEvents:     cfg.GroupCommit.MaxEvents,
-		MaxBatchBytes:      cfg.GroupCommit.MaxBytes,
-		MaxWait:            time.Duration(cfg.GroupCommit.MaxWait),
-		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
-		Committer:          n.instrument(n.committer()),
-		Transform:          n.sec.transform(),
-		Logger:             log,
+		Store:                  n.store,
+		Origin:                 cfg.Origin,
+		Signer:                 keys.Signer,
+		HMAC:                   keys.HMAC,
+		MaxBatchEvents:         cfg.GroupCommit.MaxEvents,
+		MaxBatchBytes:          cfg.GroupCommit.MaxBytes,
+		MaxWait:                time.Duration(cfg.GroupCommit.MaxWait),
+		CheckpointInterval:     time.Duration(cfg.CheckpointInterval),
+		IdleCheckpointInterval: time.Duration(cfg.IdleCheckpointInterval),
+		Committer:              n.instrument(n.committer()),
+		Transform:              n.sec.transform(),
+		Logger:                 log,
 	})
 	if err != nil {
 		return nil, err

@@ -65,7 +65,8 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
 	maxEvents := fs.Int("batch-max-events", 0, "group commit: most events in one batch (default 10000)")
 	maxBytes := fs.Int("batch-max-bytes", 0, "group commit: most bytes in one batch (default 16 MiB)")
 	maxWait := fs.Duration("batch-max-wait", 0, "group commit: how long to wait for more appends (default 0: none)")
-	ckptEvery := fs.Duration("checkpoint-interval", time.Duration(def.CheckpointInterval), "least time between two signed checkpoints")
+	ckptEvery := fs.Duration("checkpoint-interval", time.Duration(def.CheckpointInterval), "least time between two signed checkpoints while a caller waits for one")
+	ckptIdle := fs.Duration("idle-checkpoint-interval", time.Duration(def.IdleCheckpointInterval), "least time between two signed checkpoints while nobody waits for one")
 	noSync := fs.Bool("unsafe-nosync", false, "commit without fsync (benchmarks only: crashes lose acknowledged events)")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	logFormat := fs.String("log-format", def.LogFormat, "text or json")
@@ -121,6 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, error) {
 			cfg.GroupCommit.MaxWait = node.Duration(*maxWait)
 		case "checkpoint-interval":
 			cfg.CheckpointInterval = node.Duration(*ckptEvery)
+		case "idle-checkpoint-interval":
+			cfg.IdleCheckpointInterval = node.Duration(*ckptIdle)
 		case "unsafe-nosync":
 			cfg.UnsafeNoSync = *noSync
 		case "log-level":
