@@ -122,8 +122,12 @@ type Crypter struct {
 	newestID  string
 	bySubject map[string]*dataKey // subject → its data key under current
 	cold      map[string]coldKey  // subject → its key's raw form (more subjects)
-	byID      map[string]*dataKey // data key id → key
-	erased    map[string]bool     // data key ids known erased
+	// learned holds data keys other nodes created, seen in replicated
+	// writes, by the hex lookup of their subject: the first use of such a
+	// subject on this node then needs no store scan (learned.go).
+	learned map[string]coldKey
+	byID    map[string]*dataKey // data key id → key
+	erased  map[string]bool     // data key ids known erased
 
 	createMu sync.Mutex    // serialises key writes on this node
 	creator  *creator      // coalesces data key creations (subjects.go)
@@ -159,7 +163,10 @@ func New(o Options) (*Crypter, error) {
 	if o.Watch != nil || local {
 		c.index = newSubjectIndex()
 		if o.Watch != nil {
-			o.Watch(c.index.observe, c.index.invalidate)
+			o.Watch(func(ops []ledger.KV) {
+				c.index.observe(ops)
+				c.learn(ops)
+			}, c.index.invalidate)
 		}
 		if err := c.index.load(c.kv); err != nil {
 			return nil, err
@@ -231,6 +238,7 @@ func (c *Crypter) refresh() error {
 	}
 	c.bySubject = make(map[string]*dataKey)
 	c.cold = make(map[string]coldKey)
+	c.learned = make(map[string]coldKey)
 	c.byID = make(map[string]*dataKey)
 	c.erased = make(map[string]bool)
 	c.gen, c.checkedAt, c.loaded = string(g), applied, true

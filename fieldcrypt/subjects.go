@@ -216,7 +216,11 @@ func (c *Crypter) lookupSubjectKey(fk *fieldKey, subject string) (*dataKey, erro
 			return nil, nil
 		}
 	}
-	return c.findSubjectKey(subjectPrefix(hex.EncodeToString(l[:])))
+	hl := hex.EncodeToString(l[:])
+	if dk := c.learnedKey(hl); dk != nil {
+		return dk, nil
+	}
+	return c.findSubjectKey(subjectPrefix(hl))
 }
 
 // createSubjectKeys returns a data key under fk for each subject, which

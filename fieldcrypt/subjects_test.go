@@ -410,3 +410,63 @@ func TestCTRMatchesStdlib(t *testing.T) {
 		}
 	}
 }
+
+// TestLearnsKeysFromReplicatedWrites: a data key another node created
+// reaches this node through the replicated write, and this node's first
+// event of that subject uses it without a store scan.
+func TestLearnsKeysFromReplicatedWrites(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	master, _ := NewMasterKeys(randKey(t))
+	r := &replicated{st: st}
+	here, err := New(Options{Master: master, Store: st, Commit: r, Logger: quiet(),
+		Watch: func(applied func([]ledger.KV), re func()) { r.watch(applied, re) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(Options{Master: master, Store: st, Commit: r, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := here.Transform([]ledger.Event{event("settle")}); err != nil {
+		t.Fatal(err) // loads this node's caches before the other's write
+	}
+	if _, err := other.Transform([]ledger.Event{event("lena")}); err != nil {
+		t.Fatal(err)
+	}
+	want := subjectKeyIDs(t, here, "lena")
+	scans := &scanCounter{KVStore: here.kv}
+	here.kv = scans
+	out, err := here.Transform([]ledger.Event{event("lena")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keyOf(t, out[0].Actor.ID); len(want) != 1 || got != want[0] {
+		t.Fatalf("sealed under %s, want the other node's key %v", got, want)
+	}
+	if n := scans.scans.Load(); n != 0 {
+		t.Fatalf("%d store scans for a key learnt from a replicated write", n)
+	}
+
+	// An erasure forgets what was learnt.
+	if _, err := other.Erase(context.Background(), "lena", "x"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = here.Transform([]ledger.Event{event("lena")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keyOf(t, out[0].Actor.ID); got == want[0] {
+		t.Fatalf("sealed under the erased key %s", got)
+	}
+}
+
+type scanCounter struct {
+	KVStore
+	scans atomic.Int64
+}
+
+func (k *scanCounter) ScanKV(prefix []byte, fn func(key, value []byte) error) error {
+	k.scans.Add(1)
+	return k.KVStore.ScanKV(prefix, fn)
+}
