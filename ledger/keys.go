@@ -79,8 +79,6 @@ func tileSegKey(level uint8, index uint64, start int) []byte {
 // the Pebble directory directly (tamper tests, offline inspection).
 func EntryKey(index uint64) []byte { return entryKey(index) }
 
-func encodeIndex(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
-
 func decodeIndex(b []byte) (uint64, bool) {
 	if len(b) != 8 {
 		return 0, false
