@@ -72,12 +72,13 @@ type Options struct {
 const maxCached = 1 << 15
 
 // maxCold bounds the second tier of the subject cache: a subject's data
-// key id and raw key, about 150 bytes each (a sixth of a cached key), so
-// that a subject evicted from the first tier comes back by deriving its
-// ciphers (~2 µs) instead of a store scan and an unwrap. With 32k cached
-// keys for 50k subjects (the bench population), those reloads were ~6%
-// of a node's CPU under batch appends.
-const maxCold = 1 << 17
+// key id and raw key, about 150 bytes each (a sixth of a cached key;
+// ~10 MiB when full), so that a subject evicted from the first tier
+// comes back by deriving its ciphers (~2 µs) instead of a store scan and
+// an unwrap. With 32k cached keys for 50k subjects (the bench
+// population), those reloads were ~6% of a node's CPU under batch
+// appends.
+const maxCold = 1 << 16
 
 // coldKey is a subject's data key in the second tier.
 type coldKey struct {

@@ -32,8 +32,8 @@ const batchBytesPerEntry = 128
 
 // maxRetainedBatch is the largest batch buffer Pebble's batch pool keeps
 // for reuse (Pebble's default, 1 MiB, is less than a batch of 1000
-// encrypted events).
-const maxRetainedBatch = 4 << 20
+// encrypted events, ~1.1 MiB).
+const maxRetainedBatch = 2 << 20
 
 // TreeState is the committed state of the tree, as readers see it.
 type TreeState struct {
