@@ -15,7 +15,8 @@ import (
 // changes what Apply decides, only how fast, so Apply stays deterministic.
 //
 // It grows as a list of filters, each twice the capacity of the one
-// before, and is rebuilt from the id table when the store opens.
+// before, and is rebuilt from the id table when the store opens. Its bits
+// live outside the Go heap (allocWords); free releases them.
 // Not safe for concurrent use: the store's apply lock guards it.
 type idFilter struct {
 	seed  maphash.Seed
@@ -24,6 +25,7 @@ type idFilter struct {
 
 type bloomPart struct {
 	words []uint64
+	free  func()
 	mask  uint64 // number of bits - 1 (a power of two)
 	n     int
 	cap   int
@@ -39,7 +41,20 @@ func newIDFilter() *idFilter { return &idFilter{seed: maphash.MakeSeed()} }
 
 func newBloomPart(capacity int) *bloomPart {
 	nbits := uint64(1) << bits.Len64(uint64(capacity*bloomBitsPerID-1))
-	return &bloomPart{words: make([]uint64, nbits/64), mask: nbits - 1, cap: capacity}
+	words, free := allocWords(int(nbits / 64))
+	return &bloomPart{words: words, free: free, mask: nbits - 1, cap: capacity}
+}
+
+// free releases the filter's memory; it must not be used afterwards.
+func (f *idFilter) free() {
+	if f == nil {
+		return
+	}
+	for _, b := range f.parts {
+		b.words = nil
+		b.free()
+	}
+	f.parts = nil
 }
 
 func (f *idFilter) add(id string) {
@@ -91,8 +106,10 @@ func (s *Store) loadIDFilter() error {
 		f.add(string(it.Key()[2:]))
 	}
 	if err := it.Error(); err != nil {
+		f.free()
 		return fmt.Errorf("ledger: load id filter: %w", err)
 	}
+	s.ids.free() // the filter of the store's content before a Restore
 	s.ids = f
 	return nil
 }

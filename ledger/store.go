@@ -337,6 +337,8 @@ func (s *Store) Close() error {
 	s.ahead.Wait()
 	err := s.db.Close()
 	s.db = nil
+	s.ids.free()
+	s.ids = nil
 	return err
 }
 
