@@ -86,6 +86,27 @@ type coldKey struct {
 	raw [32]byte
 }
 
+// putCold remembers a key's raw form in a tier (the second cache tier
+// or the learnt keys), dropping half of a full tier first. The caller
+// holds c.mu.
+func putCold(tier map[string]coldKey, k, id string, raw []byte) {
+	if len(tier) >= maxCold {
+		evictHalf(tier)
+	}
+	ck := coldKey{id: id}
+	copy(ck.raw[:], raw)
+	tier[k] = ck
+}
+
+// open derives the key's ciphers again (~2 µs).
+func (ck coldKey) open() *dataKey {
+	dk, err := openDataKey(ck.id, ck.raw[:])
+	if err != nil {
+		return nil // cannot happen: raw is 32 bytes
+	}
+	return dk
+}
+
 // evictHalf deletes about half of m's entries, in map (random) order.
 func evictHalf[V any](m map[string]V) {
 	drop := len(m) / 2
@@ -434,12 +455,7 @@ func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 		}
 		c.bySubject[subject] = dk
 		if _, ok := c.cold[subject]; !ok && len(dk.raw) == 32 {
-			if len(c.cold) >= maxCold {
-				evictHalf(c.cold)
-			}
-			ck := coldKey{id: dk.id}
-			copy(ck.raw[:], dk.raw)
-			c.cold[subject] = ck
+			putCold(c.cold, subject, dk.id, dk.raw)
 		}
 	}
 }
@@ -454,11 +470,7 @@ func (c *Crypter) coldSubjectKey(gen, subject string) *dataKey {
 	if !ok {
 		return nil
 	}
-	dk, err := openDataKey(ck.id, ck.raw[:])
-	if err != nil {
-		return nil // cannot happen: raw is 32 bytes; the store decides
-	}
-	return dk
+	return ck.open()
 }
 
 // subjectKeys returns a data key under the current field key for each

@@ -42,12 +42,11 @@ func (c *Crypter) learn(ops []ledger.KV) {
 		if op.Delete || !bytes.HasPrefix(op.Key, prefixSubject) {
 			continue
 		}
-		rest := op.Key[len(prefixSubject):]
-		i := bytes.IndexByte(rest, '/')
-		if i <= 0 {
+		hexLookup, rawID, ok := splitIndexEntry(op.Key)
+		if !ok || len(hexLookup) == 0 {
 			continue
 		}
-		lookup, id := string(rest[:i]), string(rest[i+1:])
+		lookup, id := string(hexLookup), string(rawID)
 		w, ok := wrapped[id]
 		if !ok {
 			continue
@@ -62,12 +61,7 @@ func (c *Crypter) learn(ops []ledger.KV) {
 			// Of two keys made at once for one subject, keep the first in
 			// key order, as findSubjectKey picks.
 			if old, ok := c.learned[lookup]; !ok || id < old.id {
-				if len(c.learned) >= maxCold {
-					evictHalf(c.learned)
-				}
-				ck := coldKey{id: id}
-				copy(ck.raw[:], raw)
-				c.learned[lookup] = ck
+				putCold(c.learned, lookup, id, raw)
 			}
 		}
 		c.mu.Unlock()
@@ -83,9 +77,5 @@ func (c *Crypter) learnedKey(hexLookup string) *dataKey {
 	if !ok {
 		return nil
 	}
-	dk, err := openDataKey(ck.id, ck.raw[:])
-	if err != nil {
-		return nil
-	}
-	return dk
+	return ck.open()
 }

@@ -1,6 +1,7 @@
 package fieldcrypt
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -64,16 +65,21 @@ func lookupHash(hexLookup []byte) uint64 {
 // indexEntryHash returns the lookup hash of an index entry key
 // s/k/<lookup>/<id>, or false for another key.
 func indexEntryHash(key []byte) (uint64, bool) {
-	if len(key) <= len(prefixSubject) || string(key[:len(prefixSubject)]) != string(prefixSubject) {
+	lookup, _, ok := splitIndexEntry(key)
+	if !ok {
 		return 0, false
 	}
-	rest := key[len(prefixSubject):]
-	for i, ch := range rest {
-		if ch == '/' {
-			return lookupHash(rest[:i]), true
-		}
+	return lookupHash(lookup), true
+}
+
+// splitIndexEntry splits an index entry's key s/k/<lookup>/<id> (the
+// id may be missing).
+func splitIndexEntry(key []byte) (lookup, id []byte, ok bool) {
+	if len(key) <= len(prefixSubject) || !bytes.HasPrefix(key, prefixSubject) {
+		return nil, nil, false
 	}
-	return lookupHash(rest), true
+	lookup, id, _ = bytes.Cut(key[len(prefixSubject):], []byte{'/'})
+	return lookup, id, true
 }
 
 // has reports whether h is in the set; known is false while the set
