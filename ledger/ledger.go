@@ -122,9 +122,12 @@ type Config struct {
 
 	// Transform, when set, rewrites a batch after it is validated and
 	// before it is sealed (field encryption): it returns the events to
-	// seal, must not modify the caller's events (or their metadata maps)
-	// in place, and its output is validated again. Seal fails with its
-	// error.
+	// seal, and must not modify the caller's events (or their metadata
+	// maps) in place. Its output is not validated again (that was 3% of
+	// the CPU of batch appends with encryption on): it must keep valid
+	// events valid, which only replacing string values by non-empty
+	// valid UTF-8 does (field sizes are bounded per leaf and per batch
+	// below). Seal fails with its error.
 	Transform func(events []Event) ([]Event, error)
 
 	Logger *slog.Logger
@@ -267,12 +270,12 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 	if len(events) > MaxBatchEvents {
 		return nil, 0, fmt.Errorf("%w: %d events in one batch; at most %d", ErrTooLarge, len(events), MaxBatchEvents)
 	}
-	if l.cfg.Transform != nil {
-		for i := range events {
-			if err := events[i].Validate(); err != nil {
-				return nil, 0, batchFieldError(len(events), i, err)
-			}
+	for i := range events {
+		if err := events[i].Validate(); err != nil {
+			return nil, 0, batchFieldError(len(events), i, err)
 		}
+	}
+	if l.cfg.Transform != nil {
 		var err error
 		if events, err = l.cfg.Transform(events); err != nil {
 			return nil, 0, err
@@ -283,9 +286,6 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 	total := 0
 	for i := range events {
 		e := Entry{Event: events[i], ReceivedAt: now}
-		if err := e.Validate(); err != nil {
-			return nil, 0, batchFieldError(len(events), i, err)
-		}
 		if e.ID == "" {
 			e.ID = l.cfg.NewID()
 		}
