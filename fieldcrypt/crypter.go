@@ -454,8 +454,8 @@ func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 			evictHalf(c.bySubject)
 		}
 		c.bySubject[subject] = dk
-		if _, ok := c.cold[subject]; !ok && len(dk.raw) == 32 {
-			putCold(c.cold, subject, dk.id, dk.raw)
+		if _, ok := c.cold[subject]; !ok {
+			putCold(c.cold, subject, dk.id, dk.raw[:])
 		}
 	}
 }
@@ -696,8 +696,8 @@ func (c *Crypter) searchableForm(sl *sealer, t *formTally, dk *dataKey, f *plann
 		return s
 	}
 	t.misses[f.index]++
-	s := sl.sealV2(dk, f.aad, value, keyless)
-	dk.forms.put(f.index, value, keyless, s)
+	entry, s := sl.sealV2Entry(dk, f.aad, value, keyless)
+	dk.forms.put(f.index, entry)
 	return s
 }
 

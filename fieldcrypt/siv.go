@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"sync"
 )
@@ -16,12 +17,16 @@ import (
 // pool of crypto/hmac values was emptied by every GC, so a key used less
 // than once per GC cycle paid for a new HMAC (two pad blocks, four
 // allocations) per value; these states are built once per data key (two
-// 108-byte slices) and computing a MAC takes two SHA-256 blocks for a
-// field value of up to ~20 bytes more than its additional data, and no
-// allocation.
+// 108-byte arrays, inside the key: no objects for the GC to mark) and
+// computing a MAC takes two SHA-256 blocks for a field value of up to
+// ~20 bytes more than its additional data, and no allocation.
 type sivMAC struct {
-	inner, outer []byte // sha256 MarshalBinary states
+	inner, outer [shaStateSize]byte // sha256 MarshalBinary states
 }
+
+// shaStateSize is the length of a marshalled SHA-256 state: magic,
+// chaining values, a block of pending input and the length.
+const shaStateSize = 4 + 32 + 64 + 8
 
 // shaState is the per-call scratch of sivMAC.sum and ctrXOR: a SHA-256
 // digest that can load a saved state, and buffers that would escape to
@@ -42,19 +47,19 @@ var shaStates = sync.Pool{New: func() any {
 
 func newSIVMAC(key []byte) sivMAC {
 	var pad [sha256.BlockSize]byte
-	state := func(x byte) []byte {
+	state := func(x byte) (st [shaStateSize]byte) {
 		copy(pad[:], key) // key is 32 bytes: no pre-hashing
 		for i := range pad {
 			pad[i] ^= x
 		}
 		h := sha256.New()
 		h.Write(pad[:])
-		b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
-		if err != nil {
-			panic(err) // sha256 always marshals
+		b, err := h.(encoding.BinaryAppender).AppendBinary(st[:0])
+		if err != nil || len(b) != shaStateSize {
+			panic(fmt.Sprintf("fieldcrypt: sha256 state of %d bytes: %v", len(b), err)) // fixed by the sha256 package
 		}
 		clear(pad[:])
-		return b
+		return st
 	}
 	return sivMAC{inner: state(0x36), outer: state(0x5c)}
 }
@@ -66,12 +71,12 @@ func (m *sivMAC) siv(ad, value []byte) (out [sivSize]byte) {
 	s.msg = binary.AppendUvarint(s.msg[:0], uint64(len(ad)))
 	s.msg = append(s.msg, ad...)
 	s.msg = append(s.msg, value...)
-	if err := s.u.UnmarshalBinary(m.inner); err != nil {
+	if err := s.u.UnmarshalBinary(m.inner[:]); err != nil {
 		panic(err)
 	}
 	s.h.Write(s.msg)
 	inner := s.h.Sum(s.sum[:0])
-	if err := s.u.UnmarshalBinary(m.outer); err != nil {
+	if err := s.u.UnmarshalBinary(m.outer[:]); err != nil {
 		panic(err)
 	}
 	s.h.Write(inner)

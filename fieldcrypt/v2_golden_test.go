@@ -85,3 +85,38 @@ func BenchmarkOpenDataKey(b *testing.B) {
 		}
 	}
 }
+
+// TestFormCacheEntries: an entry answers for its own value and
+// keylessness only, whatever the value's length.
+func TestFormCacheEntries(t *testing.T) {
+	dk, err := openDataKey("dAAAAAAAAAAAAAAAA", bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sl sealer
+	long := strings.Repeat("x", 300) // a two-byte length
+	for _, v := range []string{"a", "abc", long} {
+		for _, keyless := range []bool{false, true} {
+			entry, form := sl.sealV2Entry(dk, []byte("ad"), v, keyless)
+			if want := sl.sealV2(dk, []byte("ad"), v, keyless); form != want {
+				t.Fatalf("%.8q keyless %v: form %q, sealV2 %q", v, keyless, form, want)
+			}
+			var fc formCache
+			fc.put(3, entry)
+			if got, ok := fc.get(3, v, keyless); !ok || got != form {
+				t.Errorf("%.8q keyless %v: get = %q, %v", v, keyless, got, ok)
+			}
+			for _, miss := range []struct {
+				v       string
+				keyless bool
+			}{{v, !keyless}, {v + "c", keyless}, {v[:len(v)-1], keyless}, {"", keyless}} {
+				if got, ok := fc.get(3, miss.v, miss.keyless); ok {
+					t.Errorf("%.8q keyless %v: get(%.8q, %v) = %q", v, keyless, miss.v, miss.keyless, got)
+				}
+			}
+			if _, ok := fc.get(2, v, keyless); ok {
+				t.Error("another field's slot answered")
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,7 +127,7 @@ func securityCost(b *testing.B, mode string, batch func(i int) []*pb.Event) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, gc0 := cpuTime(), gcCPU()
 	b.StartTimer()
 	runOps(b, 4, func(i int) error {
 		_, err := c.AppendBatch(context.Background(), &pb.AppendBatchRequest{Events: batch(i)})
@@ -137,6 +138,8 @@ func securityCost(b *testing.B, mode string, batch func(i int) []*pb.Event) {
 	// CPU per event (server and the in-process clients) is steadier
 	// than wall-clock rates on a shared machine.
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*1000), "cpu-µs/event")
+	// The GC's share: what a change to the live heap's shape moves.
+	b.ReportMetric((gcCPU()-gc0)*1e6/float64(b.N*1000), "gc-µs/event")
 	if strings.HasPrefix(mode, "auth+encryption") {
 		leaf, err := n.Ledger().Store().Leaf(5)
 		if err != nil || !containsSealed(leaf) {
@@ -150,6 +153,14 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// gcCPU is the CPU time the runtime estimates the GC has used, in
+// seconds.
+func gcCPU() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64()
 }
 
 func containsSealed(leaf []byte) bool {
