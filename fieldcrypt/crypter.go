@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -64,51 +67,87 @@ type Options struct {
 	Watch func(applied func(ops []ledger.KV), restored func())
 }
 
-// maxCached bounds each key cache. A data key with its ciphers, pools and
-// cached forms takes about a kilobyte: caches of 131k keys made a node
-// with encryption on 55–145 MiB larger than one without. A full cache drops
-// about half its entries, picked at random: hot keys come back at once,
-// instead of every key at the same time as when the cache was emptied.
-const maxCached = 1 << 15
+// maxCached bounds each key cache. A data key with its ciphers and
+// cached forms takes about a kilobyte, and the GC marks every cached key
+// in every cycle: with 32k keys cached, marking cost 2.7 µs per
+// batch-appended event against 0.8 with encryption off, and more than
+// the reloads from the second tier that a smaller first tier causes
+// (which cost ~2 µs each). A full cache drops about half its entries,
+// picked at random: hot keys come back at once, instead of every key at
+// the same time as when the cache was emptied.
+const maxCached = 1 << 12
 
 // maxCold bounds the second tier of the subject cache: a subject's data
-// key id and raw key, about 150 bytes each (a sixth of a cached key;
-// ~10 MiB when full), so that a subject evicted from the first tier
-// comes back by deriving its ciphers (~2 µs) instead of a store scan and
-// an unwrap. With 32k cached keys for 50k subjects (the bench
-// population), those reloads were ~6% of a node's CPU under batch
-// appends.
+// key id and raw key (~70 bytes, no pointers: ~5 MiB when full), so that
+// a subject evicted from the first tier comes back by deriving its
+// ciphers (~2 µs) instead of a store scan and an unwrap.
 const maxCold = 1 << 16
 
-// coldKey is a subject's data key in the second tier.
+// tierKey names a subject in the second tier, or a subject's lookup in
+// the learnt keys, without a pointer: the tiers' maps then hold none, and
+// the GC does not look inside them. For a subject it is two maphash
+// values under the Crypter's random seeds (an accidental collision among
+// 65k subjects has a probability of about 2^-97, and no client can aim
+// for one without the seeds); a lookup is already an HMAC, of which it
+// is the first 16 bytes.
+type tierKey [2]uint64
+
+// coldKey is a data key in the second tier or the learnt keys.
 type coldKey struct {
-	id  string
+	id  [dataKeyIDLen]byte
 	raw [32]byte
 }
 
 // putCold remembers a key's raw form in a tier (the second cache tier
 // or the learnt keys), dropping half of a full tier first. The caller
-// holds c.mu.
-func putCold(tier map[string]coldKey, k, id string, raw []byte) {
+// holds c.mu. Data key ids all have dataKeyIDLen characters; a key
+// with another is left to the store.
+func putCold(tier map[tierKey]coldKey, k tierKey, id string, raw []byte) {
+	if len(id) != dataKeyIDLen || len(raw) != 32 {
+		return
+	}
 	if len(tier) >= maxCold {
 		evictHalf(tier)
 	}
-	ck := coldKey{id: id}
+	var ck coldKey
+	copy(ck.id[:], id)
 	copy(ck.raw[:], raw)
 	tier[k] = ck
 }
 
 // open derives the key's ciphers again (~2 µs).
-func (ck coldKey) open() *dataKey {
-	dk, err := openDataKey(ck.id, ck.raw[:])
+func (ck *coldKey) open() *dataKey {
+	dk, err := openDataKey(string(ck.id[:]), ck.raw[:])
 	if err != nil {
 		return nil // cannot happen: raw is 32 bytes
 	}
 	return dk
 }
 
+// subjectTierKey is subject's key in the second tier.
+func (c *Crypter) subjectTierKey(subject string) tierKey {
+	return tierKey{maphash.String(c.tierSeeds[0], subject), maphash.String(c.tierSeeds[1], subject)}
+}
+
+// lookupTierKey is a hex subject lookup's key in the learnt keys.
+func lookupTierKey(hexLookup []byte) (tierKey, bool) {
+	var raw [16]byte
+	if len(hexLookup) != 2*len(raw) {
+		return tierKey{}, false
+	}
+	if _, err := hex.Decode(raw[:], hexLookup); err != nil {
+		return tierKey{}, false
+	}
+	return tierKey{binary.BigEndian.Uint64(raw[:8]), binary.BigEndian.Uint64(raw[8:])}, true
+}
+
+func hasKey[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // evictHalf deletes about half of m's entries, in map (random) order.
-func evictHalf[V any](m map[string]V) {
+func evictHalf[K comparable, V any](m map[K]V) {
 	drop := len(m) / 2
 	for k := range m {
 		if drop == 0 {
@@ -143,13 +182,14 @@ type Crypter struct {
 	current   *fieldKey            // newest field key; nil when none or not unwrapped
 	newestID  string
 	bySubject map[string]*dataKey // subject → its data key under current
-	cold      map[string]coldKey  // subject → its key's raw form (more subjects)
+	cold      map[tierKey]coldKey // subject → its key's raw form (more subjects)
 	// learned holds data keys other nodes created, seen in replicated
 	// writes, by the hex lookup of their subject: the first use of such a
 	// subject on this node then needs no store scan (learned.go).
-	learned map[string]coldKey
-	byID    map[string]*dataKey // data key id → key
-	erased  map[string]bool     // data key ids known erased
+	learned   map[tierKey]coldKey
+	tierSeeds [2]maphash.Seed     // of subjectTierKey
+	byID      map[string]*dataKey // data key id → key
+	erased    map[string]bool     // data key ids known erased
 
 	createMu sync.Mutex    // serialises key writes on this node
 	creator  *creator      // coalesces data key creations (subjects.go)
@@ -170,7 +210,8 @@ func New(o Options) (*Crypter, error) {
 	if o.Master == nil || o.Store == nil || o.Commit == nil {
 		return nil, errors.New("fieldcrypt: Options need Master, Store and Commit")
 	}
-	c := &Crypter{cfg: cc, master: o.Master, kv: o.Store, commit: o.Commit, log: o.Logger, now: o.Now, timeout: o.CommitTimeout}
+	c := &Crypter{cfg: cc, master: o.Master, kv: o.Store, commit: o.Commit, log: o.Logger, now: o.Now, timeout: o.CommitTimeout,
+		tierSeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -259,8 +300,8 @@ func (c *Crypter) refresh() error {
 		c.current = fk
 	}
 	c.bySubject = make(map[string]*dataKey)
-	c.cold = make(map[string]coldKey)
-	c.learned = make(map[string]coldKey)
+	c.cold = make(map[tierKey]coldKey)
+	c.learned = make(map[tierKey]coldKey)
 	c.byID = make(map[string]*dataKey)
 	c.erased = make(map[string]bool)
 	c.gen, c.checkedAt, c.loaded = string(g), applied, true
@@ -454,8 +495,8 @@ func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 			evictHalf(c.bySubject)
 		}
 		c.bySubject[subject] = dk
-		if _, ok := c.cold[subject]; !ok {
-			putCold(c.cold, subject, dk.id, dk.raw[:])
+		if k := c.subjectTierKey(subject); !hasKey(c.cold, k) {
+			putCold(c.cold, k, dk.id, dk.raw[:])
 		}
 	}
 }
@@ -464,7 +505,7 @@ func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 // returns nil when it is not there.
 func (c *Crypter) coldSubjectKey(gen, subject string) *dataKey {
 	c.mu.RLock()
-	ck, ok := c.cold[subject]
+	ck, ok := c.cold[c.subjectTierKey(subject)]
 	ok = ok && c.gen == gen
 	c.mu.RUnlock()
 	if !ok {

@@ -46,8 +46,12 @@ func (c *Crypter) learn(ops []ledger.KV) {
 		if !ok || len(hexLookup) == 0 {
 			continue
 		}
-		lookup, id := string(hexLookup), string(rawID)
+		id := string(rawID)
 		w, ok := wrapped[id]
+		if !ok {
+			continue
+		}
+		lookup, ok := lookupTierKey(hexLookup)
 		if !ok {
 			continue
 		}
@@ -60,7 +64,7 @@ func (c *Crypter) learn(ops []ledger.KV) {
 		if err == nil && len(raw) == 32 {
 			// Of two keys made at once for one subject, keep the first in
 			// key order, as findSubjectKey picks.
-			if old, ok := c.learned[lookup]; !ok || id < old.id {
+			if old, ok := c.learned[lookup]; !ok || id < string(old.id[:]) {
 				putCold(c.learned, lookup, id, raw)
 			}
 		}
@@ -72,7 +76,12 @@ func (c *Crypter) learn(ops []ledger.KV) {
 // returns nil.
 func (c *Crypter) learnedKey(hexLookup string) *dataKey {
 	c.mu.RLock()
-	ck, ok := c.learned[hexLookup]
+	k, ok := lookupTierKey([]byte(hexLookup))
+	if !ok {
+		c.mu.RUnlock()
+		return nil
+	}
+	ck, ok := c.learned[k]
 	c.mu.RUnlock()
 	if !ok {
 		return nil
