@@ -61,11 +61,15 @@ func (c *Crypter) learn(ops []ledger.KV) {
 			return
 		}
 		raw, _, err := unwrapWith(w, slot(prefixDataKey, id), c.fieldKeyLocked)
-		if err == nil && len(raw) == 32 {
+		if err == nil {
 			// Of two keys made at once for one subject, keep the first in
 			// key order, as findSubjectKey picks.
 			if old, ok := c.learned[lookup]; !ok || id < string(old.id[:]) {
-				putCold(c.learned, lookup, id, raw)
+				if dk, err := openDataKey(id, raw); err == nil {
+					if ck, ok := coldOf(dk); ok {
+						putCold(c.learned, lookup, ck)
+					}
+				}
 			}
 		}
 		c.mu.Unlock()
