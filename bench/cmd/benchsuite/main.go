@@ -128,13 +128,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	stamp := time.Now().UTC().Format("2006-01-02-1504")
+	// The runs go in rounds, every benchmark once per round, so that the
+	// machine's drift over the suite (10–20% within an hour on a shared
+	// VM) falls on every benchmark alike; comparisons between them, like
+	// encryption's cost, would otherwise compare different hours.
 	var results []result
-	failed := 0
+	var itemArgs [][]string
 	for _, it := range items {
 		if *only != "" && !strings.Contains(it.name, *only) {
 			continue
 		}
-		res := result{item: it}
 		args := it.args
 		if config := serverConfigs[it.name]; config != "" {
 			wrapper, cleanup, err := configWrapper(filepath.Join(filepath.Dir(*ctl), "ledgerd"), config)
@@ -144,8 +147,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			defer cleanup()
 			args = append(append([]string(nil), args...), "--ledgerd", wrapper)
 		}
-		for k := 1; k <= *runs && ctx.Err() == nil; k++ {
-			argv := append([]string{"bench"}, args...)
+		results = append(results, result{item: it})
+		itemArgs = append(itemArgs, args)
+	}
+	failed := 0
+	for k := 1; k <= *runs && ctx.Err() == nil; k++ {
+		for i := range results {
+			if ctx.Err() != nil {
+				break
+			}
+			res, it := &results[i], results[i].item
+			argv := append([]string{"bench"}, itemArgs[i]...)
 			argv = append(argv, strings.Fields(*extra)...)
 			argv = append(argv, "--json")
 			fmt.Fprintf(stderr, "[%s] run %d/%d: %s %s\n", it.name, k, *runs, *ctl, strings.Join(argv, " "))
@@ -171,7 +183,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "[%s] run %d: %.0f events/s, %.0f ops/s, p50 %.3f ms, p99 %.3f ms, lost %d -> %s\n",
 				it.name, k, rep.EventsPerSecond, rep.OpsPerSecond, rep.LatencyMs.P50, rep.LatencyMs.P99, rep.LostEvents, path)
 		}
-		results = append(results, res)
 	}
 	md := summary(suite, stamp, *runs, results)
 	path := filepath.Join(*out, stamp+"-summary.md")
@@ -254,7 +265,7 @@ func summary(suite, stamp string, runs int, results []result) string {
 			break
 		}
 	}
-	fmt.Fprintf(&b, "Each benchmark ran %d times: the median, then the range (min–max) of the runs. ", runs)
+	fmt.Fprintf(&b, "Each benchmark ran %d times, in rounds of one run of each: the median, then the range (min–max) of the runs. ", runs)
 	b.WriteString("Latency is in milliseconds, from the intended send time; fsync on unless the command says --unsafe-nosync. ")
 	b.WriteString("Server CPU is the ledgerd process(es)' CPU time over the measured phase divided by the events (a figure that stays comparable on a busy machine); RSS is their peak. Load is the one-minute load average when each run started (2 CPUs: above 1 the machine was shared and throughput and latency suffer).\n\n")
 	b.WriteString("| benchmark | target | events/s | ops/s | p50 | p99 | p99.9 | server CPU µs/event | server RSS MiB | load at start | lost | result |\n")
@@ -281,6 +292,7 @@ func summary(suite, stamp string, runs int, results []result) string {
 			spread(rs, func(x *report) float64 { return x.Machine.LoadAvg1 }, "%.1f"),
 			lost, status)
 	}
+	b.WriteString(encryptionCost(results))
 	b.WriteString("\nCommands (each run's JSON report holds the exact command line):\n\n")
 	for _, r := range results {
 		cmd := "ledgerctl bench " + strings.Join(r.item.args, " ")
@@ -296,6 +308,35 @@ func summary(suite, stamp string, runs int, results []result) string {
 			fmt.Fprintf(&b, "  - %s\n", e)
 		}
 	}
+	return b.String()
+}
+
+// encryptionCost compares append-batch-1000 with its run without field
+// encryption in the same round (the runs nearest in time), as the
+// security issue's budget states it: 1 - events/s with / without.
+func encryptionCost(results []result) string {
+	var with, without []report
+	for _, r := range results {
+		switch r.item.name {
+		case "append-batch-1000":
+			with = r.reports
+		case "append-batch-1000-noenc":
+			without = r.reports
+		}
+	}
+	n := min(len(with), len(without))
+	if n == 0 {
+		return ""
+	}
+	costs := make([]float64, n)
+	var b strings.Builder
+	b.WriteString("\nEncryption's cost (append-batch-1000 against -noenc, round by round; budget ≤ 15%): ")
+	for i := range n {
+		costs[i] = 1 - with[i].EventsPerSecond/without[i].EventsPerSecond
+		fmt.Fprintf(&b, "%.1f%% (+%.1f µs/event), ", 100*costs[i], with[i].ServerCPUPerEv-without[i].ServerCPUPerEv)
+	}
+	slices.Sort(costs)
+	fmt.Fprintf(&b, "median %.1f%%.\n", 100*costs[n/2])
 	return b.String()
 }
 
