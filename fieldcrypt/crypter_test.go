@@ -444,3 +444,35 @@ func TestEvictedSubjectKeyComesBackWithoutAStoreRead(t *testing.T) {
 		t.Fatalf("after erasure sealed under %s (erased key %s)", got, first)
 	}
 }
+
+// TestOwnKeyWriteKeepsTheGenerationCheck: on a single node, the write
+// of a new subject's data key changes no generation, so the next
+// Transform reads nothing from the store; anyone else's write (here a
+// rotation) still makes it look.
+func TestOwnKeyWriteKeepsTheGenerationCheck(t *testing.T) {
+	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	e.append(t, event("ann"))
+	kv := &countingKV{KVStore: e.c.kv}
+	e.c.kv = kv
+	if _, err := e.c.Transform([]ledger.Event{event("bob")}); err != nil { // creates bob's key
+		t.Fatal(err)
+	}
+	kv.reads.Store(0)
+	out, err := e.c.Transform([]ledger.Event{event("bob")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := kv.reads.Load(); n != 0 {
+		t.Fatalf("%d store reads after this Crypter's own key write", n)
+	}
+	first := keyOf(t, out[0].Actor.ID)
+	if _, err := e.c.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = e.c.Transform([]ledger.Event{event("bob")}); err != nil {
+		t.Fatal(err)
+	}
+	if keyOf(t, out[0].Actor.ID) == first {
+		t.Fatal("after a rotation bob's events still use the old field key's data key")
+	}
+}
