@@ -11,11 +11,12 @@ import (
 //
 //	e/<index:8 BE>          → leaf bytes                    (entries)
 //	i/<event id>            → <index:8 BE>                  (id → index)
-//	h/<leaf hash:32>        → <index:8 BE>                  (leaf hash → index)
+//	H/<bucket:1><group:4 BE> → (hash[1:9] offset:2 BE)*     (leaf hash → index, per 2^16 entries; hashindex.go)
+//	h/<leaf hash:32>        → <index:8 BE>                  (leaf hash → index, written before groups; read only)
 //	t/<level:1><tile:8 BE>  → 256×32 bytes                  (full tlog tile rows)
 //	t/<level:1><tile:8 BE><start:2 BE> → N×32 bytes         (segments of a partial tile)
 //	m/state                 → tree state (see encodeState)
-//	m/format                → key-space version, "1"
+//	m/format                → key-space version, "2" (keySpaceVersion)
 //
 // Reserved for other packages, which write through the Apply hooks or
 // their own Raft commands so that every node holds the same bytes:
@@ -35,7 +36,10 @@ var (
 	keyFormat = []byte("m/format")
 )
 
-const keySpaceVersion = "1"
+// keySpaceVersion is the layout above: "2" since the leaf-hash index is
+// written per group; a directory of version "1" is upgraded in place when
+// it opens (its h/ keys stay and are read).
+const keySpaceVersion = "2"
 
 func entryKey(index uint64) []byte { return appendEntryKey(make([]byte, 0, 10), index) }
 
@@ -51,11 +55,7 @@ func idKey(id string) []byte {
 }
 
 func hashKey(h merkle.Hash) []byte {
-	return appendHashKey(make([]byte, 0, 2+merkle.HashSize), h)
-}
-
-func appendHashKey(dst []byte, h merkle.Hash) []byte {
-	return append(append(dst, tagHash, '/'), h[:]...)
+	return append([]byte{tagHash, '/'}, h[:]...)
 }
 
 func tileKey(level uint8, index uint64) []byte {

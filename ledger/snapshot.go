@@ -335,7 +335,7 @@ func (s *Store) stageSnapshot(fs vfs.FS, stage string, r io.Reader) ([]string, T
 	if _, err := raw.ReadByte(); err != io.EOF {
 		return nil, TreeState{}, corrupt("bytes after the checksum")
 	}
-	if string(format) != keySpaceVersion {
+	if string(format) != keySpaceVersion && string(format) != "1" { // 1: upgraded by load
 		return nil, TreeState{}, corrupt("key-space version %q, want %q", format, keySpaceVersion)
 	}
 	if state == nil {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,7 +25,7 @@ import (
 const maxTileLevels = 8
 
 // batchBytesPerEntry is the least an entry is assumed to add to a Pebble
-// batch besides its leaf and id: the entry, id and leaf-hash keys with
+// batch besides its leaf and id: the entry and id keys with
 // their record headers and index values. What the hooks add (query
 // postings, longer with encrypted values) is learnt from the batches
 // before (Store.extraPerEntry).
@@ -84,6 +85,8 @@ type StoreOptions struct {
 	TileCacheSize int
 	// FS, when set, replaces the OS file system (tests use vfs.NewMem()).
 	Pebble *pebble.Options
+
+	hashGroupBits uint8 // tests: leaf-hash index groups of 1<<bits entries
 }
 
 // Store is the ledger state machine on Pebble: entries, the Merkle tree as
@@ -108,6 +111,7 @@ type Store struct {
 	// its leaf and id (keys, index values, query postings, tile rows).
 	extraPerEntry int
 	ids           *idFilter // every stored event id, to skip lookups of new ones
+	hashes        hashIndex // the leaf-hash index's recent entries (hashindex.go)
 	rng           *merkle.Range
 	edge          [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
@@ -197,6 +201,7 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		bhooks:  opts.BatchHooks,
 		tiles:   newTileCache(opts.TileCacheSize),
 		changed: make(chan struct{}),
+		hashes:  hashIndex{bits: cmp.Or(opts.hashGroupBits, defaultHashGroupBits)},
 	}
 	if opts.NoSync {
 		s.sync = pebble.NoSync
@@ -229,6 +234,14 @@ func (s *Store) load() error {
 		}
 	case err != nil:
 		return err
+	case string(v) == "1":
+		// Version 1 wrote a leaf-hash key per entry; they stay readable,
+		// and from now on groups are written (hashindex.go). Marking the
+		// directory 2 makes a binary of version 1 refuse it, rather than
+		// not find the entries it has no h/ keys for.
+		if err := s.db.Set(keyFormat, []byte(keySpaceVersion), pebble.Sync); err != nil {
+			return fmt.Errorf("ledger: write format: %w", err)
+		}
 	case string(v) != keySpaceVersion:
 		return fmt.Errorf("%w: key-space version %q, want %q", ErrCorrupt, v, keySpaceVersion)
 	}
@@ -265,6 +278,9 @@ func (s *Store) load() error {
 		}
 	}
 	if err := s.loadIDFilter(); err != nil {
+		return err
+	}
+	if err := s.loadHashTail(st.Size); err != nil {
 		return err
 	}
 	s.prep = st
@@ -503,12 +519,9 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 			d.Finish()
 		}
 	}
-	for i := range results {
-		if r := &results[i]; !r.Duplicate {
-			k := appendHashKey(scratch[:0], r.LeafHash)
-			v := binary.BigEndian.AppendUint64(k[len(k):], r.Index)
-			b.Set(k, v, nil)
-		}
+	if err := s.addHashes(b, results, prep.Size, s.rng.Size()); err != nil {
+		b.Close()
+		return nil, nil, s.poison(fmt.Errorf("ledger: leaf-hash index of batch %d: %w", seq, err))
 	}
 	for i := range results {
 		r := &results[i]
@@ -683,15 +696,6 @@ func (s *Store) IndexByID(id string) (uint64, error) {
 	idx, err := s.indexOf(idKey(id), s.State().Size)
 	if errors.Is(err, ErrNotFound) {
 		return 0, fmt.Errorf("%w: id %q", ErrNotFound, id)
-	}
-	return idx, err
-}
-
-// IndexByLeafHash returns the index of the entry whose leaf hash is h.
-func (s *Store) IndexByLeafHash(h merkle.Hash) (uint64, error) {
-	idx, err := s.indexOf(hashKey(h), s.State().Size)
-	if errors.Is(err, ErrNotFound) {
-		return 0, fmt.Errorf("%w: leaf hash %x", ErrNotFound, h[:])
 	}
 	return idx, err
 }
