@@ -180,6 +180,14 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 			}
 		}
 	}
+	// The leaf-hash index's group values (~2.5 KiB) stay in their
+	// sstables: a lookup reads one per completed group, and a blob file
+	// read each would multiply its cost.
+	if po.Experimental.SpanPolicyFunc == nil {
+		po.Experimental.SpanPolicyFunc = pebble.MakeStaticSpanPolicyFunc(bytes.Compare,
+			pebble.KeyRange{Start: []byte{tagHashGroup, '/'}, End: []byte{tagHashGroup, '/' + 1}},
+			pebble.SpanPolicy{ValueStoragePolicy: pebble.ValueStorageLowReadLatency})
+	}
 	if po.Logger == nil {
 		po.Logger = quietLogger{}
 	}
