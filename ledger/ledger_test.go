@@ -246,16 +246,20 @@ func TestInvalidBatchWritesNothing(t *testing.T) {
 
 func TestApplyIsDeterministicAndReplayIsNoop(t *testing.T) {
 	keys := newTestKeys(t)
-	a, err := OpenStore(t.TempDir(), StoreOptions{NoSync: true})
+	// Leaf-hash groups of 256 entries: ~20 of them complete, some while b
+	// has just reopened (its recent hashes rebuilt from the tiles).
+	opts := StoreOptions{NoSync: true, hashGroupBits: 8}
+	a, err := OpenStore(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := OpenStore(t.TempDir(), StoreOptions{NoSync: true})
+	dirB := t.TempDir()
+	b, err := OpenStore(dirB, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer func() { b.Close() }()
 	var batches [][][]byte
 	for n := range 40 {
 		var leaves [][]byte
@@ -270,6 +274,12 @@ func TestApplyIsDeterministicAndReplayIsNoop(t *testing.T) {
 		batches = append(batches, leaves)
 	}
 	for i, leaves := range batches {
+		if i%9 == 8 {
+			b.Close()
+			if b, err = OpenStore(dirB, opts); err != nil {
+				t.Fatal(err)
+			}
+		}
 		ra, err := a.Apply(uint64(i+1), leaves)
 		if err != nil {
 			t.Fatal(err)
@@ -296,6 +306,9 @@ func TestApplyIsDeterministicAndReplayIsNoop(t *testing.T) {
 	// Byte-identical stores.
 	if da, db := dump(t, a), dump(t, b); da != db {
 		t.Fatal("stores differ byte for byte")
+	}
+	if size := a.State().Size; size < 16<<8 {
+		t.Fatalf("only %d entries: too few complete leaf-hash groups", size)
 	}
 }
 
