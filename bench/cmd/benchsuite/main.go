@@ -87,6 +87,7 @@ func long() []item {
 		{"append-32", "≥ 30,000 events/s", append([]string{"--embedded", "--workload", "append", "--clients", "32"}, d...)},
 		{"append-32-open-20k", "p99 at 20,000/s offered", append([]string{"--embedded", "--workload", "append", "--clients", "64", "--rate", "20000"}, d...)},
 		{"append-batch-1000", "≥ 200,000 events/s", append([]string{"--embedded", "--workload", "append-batch", "--batch", "1000", "--clients", "4"}, d...)},
+		{"append-batch-1000-noenc", "encryption costs ≤ 15% of this", append([]string{"--embedded", "--workload", "append-batch", "--batch", "1000", "--clients", "4"}, d...)},
 		{"append-wait-8", "", append([]string{"--embedded", "--workload", "append-wait", "--clients", "8"}, d...)},
 		{"get-8", "", append([]string{"--embedded", "--workload", "get", "--clients", "8", "--preload", "1000000"}, d...)},
 		{"prove", "p50 ≤ 0.2 ms", append([]string{"--embedded", "--workload", "prove", "--clients", "1", "--preload", "1000000"}, d...)},
