@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
@@ -127,7 +128,10 @@ func (s *Store) addHashes(b *pebble.Batch, results []Result, old, size uint64) e
 
 // writeGroup writes group g's keys from the tail.
 func (x *hashIndex) writeGroup(b *pebble.Batch, g uint64) error {
-	lo, hi := g<<x.bits, (g+1)<<x.bits
+	if g > math.MaxUint32 { // 2^48 entries: the key holds 4 bytes of group
+		return fmt.Errorf("%w: leaf-hash index: group %d", ErrTooLarge, g)
+	}
+	lo, hi := g<<x.bits, (g+1)<<x.bits // offsets fit 2 bytes: bits ≤ 16
 	var buckets [256][]byte
 	n := 0
 	for h, i := range x.tail {
