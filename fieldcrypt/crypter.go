@@ -145,11 +145,6 @@ func lookupTierKey(hexLookup []byte) (tierKey, bool) {
 	return tierKey{binary.BigEndian.Uint64(raw[:8]), binary.BigEndian.Uint64(raw[8:])}, true
 }
 
-func hasKey[K comparable, V any](m map[K]V, k K) bool {
-	_, ok := m[k]
-	return ok
-}
-
 // evictHalf deletes about half of m's entries, in map (random) order.
 func evictHalf[K comparable, V any](m map[K]V) {
 	drop := len(m) / 2
@@ -499,7 +494,8 @@ func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 			evictHalf(c.bySubject)
 		}
 		c.bySubject[subject] = dk
-		if k := c.subjectTierKey(subject); !hasKey(c.cold, k) {
+		k := c.subjectTierKey(subject)
+		if _, ok := c.cold[k]; !ok {
 			if ck, ok := coldOf(dk); ok {
 				putCold(c.cold, k, ck)
 			}

@@ -132,43 +132,35 @@ func (x *hashIndex) writeGroup(b *pebble.Batch, g uint64) error {
 		return fmt.Errorf("%w: leaf-hash index: group %d", ErrTooLarge, g)
 	}
 	lo, hi := g<<x.bits, (g+1)<<x.bits // offsets fit 2 bytes: bits ≤ 16
-	var buckets [256][]byte
+	var buckets [256][][hashRecord]byte
 	n := 0
 	for h, i := range x.tail {
 		if i < lo || i >= hi {
 			continue
 		}
-		rec := buckets[h[0]]
-		rec = append(rec, h[1:9]...)
-		buckets[h[0]] = binary.BigEndian.AppendUint16(rec, uint16(i-lo))
+		var rec [hashRecord]byte
+		copy(rec[:8], h[1:9])
+		binary.BigEndian.PutUint16(rec[8:], uint16(i-lo))
+		buckets[h[0]] = append(buckets[h[0]], rec)
 		n++
 	}
 	if n != int(hi-lo) {
 		return fmt.Errorf("%w: leaf-hash index: group %d has %d entries in memory, want %d", ErrCorrupt, g, n, hi-lo)
 	}
-	for bucket, v := range buckets {
-		if len(v) == 0 {
+	for bucket, recs := range buckets {
+		if len(recs) == 0 {
 			continue
 		}
-		sortRecords(v)
+		slices.SortFunc(recs, func(a, b [hashRecord]byte) int { return bytes.Compare(a[:], b[:]) })
+		v := make([]byte, 0, len(recs)*hashRecord)
+		for _, r := range recs {
+			v = append(v, r[:]...)
+		}
 		if err := b.Set(hashGroupKey(byte(bucket), g), v, nil); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// sortRecords sorts a value's records by hash bytes, then offset.
-func sortRecords(v []byte) {
-	n := len(v) / hashRecord
-	recs := make([][hashRecord]byte, n)
-	for i := range recs {
-		copy(recs[i][:], v[i*hashRecord:])
-	}
-	slices.SortFunc(recs, func(a, b [hashRecord]byte) int { return bytes.Compare(a[:], b[:]) })
-	for i := range recs {
-		copy(v[i*hashRecord:], recs[i][:])
-	}
 }
 
 // IndexByLeafHash returns the index of the entry whose leaf hash is h.

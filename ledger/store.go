@@ -511,8 +511,8 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 	// Writes go table by table: Pebble's memtable insert is much cheaper
 	// for ascending keys (it reuses the previous insert's position), and
 	// entry indices ascend, as do server-assigned (UUIDv7) ids.
-	// Keys and values are built in one scratch buffer: Set copies them.
-	var scratch [2 + merkle.HashSize + 8]byte
+	// Entry keys are built in a scratch buffer: Set copies them.
+	var scratch [2 + 8]byte
 	for i := range results {
 		if r := &results[i]; !r.Duplicate {
 			b.Set(appendEntryKey(scratch[:0], r.Index), r.Leaf, nil)
