@@ -446,9 +446,10 @@ func TestEvictedSubjectKeyComesBackWithoutAStoreRead(t *testing.T) {
 }
 
 // TestOwnKeyWriteKeepsTheGenerationCheck: on a single node, the write
-// of a new subject's data key changes no generation, so the next
-// Transform reads nothing from the store; anyone else's write (here a
-// rotation) still makes it look.
+// of a new subject's data key (queued for the next batch, which counts
+// in no KVWrites) changes no generation, so the next Transform reads
+// nothing from the store; anyone else's write (here a rotation) still
+// makes it look.
 func TestOwnKeyWriteKeepsTheGenerationCheck(t *testing.T) {
 	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
 	e.append(t, event("ann"))

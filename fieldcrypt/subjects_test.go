@@ -65,7 +65,8 @@ func subjectKeyIDs(t testing.TB, c *Crypter, subject string) []string {
 
 // TestConcurrentCreation: many appends at once, of the same and of
 // different new subjects, get exactly one data key per subject, each
-// committed before the append that uses it returns, in fewer writes
+// committed (or, on a single node, queued for the leaf batch) before the
+// append that uses it returns, in fewer writes
 // than subjects when writes are slow.
 func TestConcurrentCreation(t *testing.T) {
 	for _, tc := range []struct {
@@ -126,7 +127,14 @@ func TestConcurrentCreation(t *testing.T) {
 								errs <- err
 								return
 							}
-							// Durable before return: the key is in the store.
+							// Committed before return (a single node's
+							// is queued for the next batch: flushed here).
+							if tc.local {
+								if err := st.FlushQueuedKV(); err != nil {
+									errs <- err
+									return
+								}
+							}
 							if _, err := st.Get(slot(prefixDataKey, v.KeyID)); err != nil {
 								errs <- fmt.Errorf("%s: data key %s not committed when Transform returned: %w", evs[i].Actor.ID, v.KeyID, err)
 								return
@@ -271,6 +279,9 @@ func TestSubjectIndexSeesOtherNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := silent.Transform([]ledger.Event{event("from-snapshot")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FlushQueuedKV(); err != nil { // as its next leaf batch would
 		t.Fatal(err)
 	}
 	restored()
@@ -469,4 +480,33 @@ type scanCounter struct {
 func (k *scanCounter) ScanKV(prefix []byte, fn func(key, value []byte) error) error {
 	k.scans.Add(1)
 	return k.KVStore.ScanKV(prefix, fn)
+}
+
+// TestEraseCoversQueuedKeys: on a single node a new subject's data key
+// waits in the store's queue for the next leaf batch (CommitKVAhead); an
+// erasure right after the Transform that made it, before any batch,
+// still destroys it, and the key is not written back afterwards.
+func TestEraseCoversQueuedKeys(t *testing.T) {
+	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	out, err := e.c.Transform([]ledger.Event{event("zed")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := keyOf(t, out[0].Actor.ID)
+	ids, err := e.c.Erase(context.Background(), "zed", "erasure-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0] != id {
+		t.Fatalf("erased %v, want the queued key %s", ids, id)
+	}
+	e.append(t, event("other")) // a leaf batch: the queue is empty by now
+	if _, err := e.store.Get(slot(prefixDataKey, id)); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("the erased key is in the store: %v", err)
+	}
+	got := out[0]
+	e.c.Reveal(&got, true)
+	if got.Actor.ID != Erased {
+		t.Fatalf("the erased subject reads %q", got.Actor.ID)
+	}
 }

@@ -73,10 +73,16 @@ func (c LocalCommitter) CommitKV(_ context.Context, ops []KV) error {
 	return c.Store.ApplyKVNext(ops)
 }
 
-// CommitKVAhead applies ops as the next batch without waiting for their
-// own fsync: the next synced batch covers them (Store.ApplyKVNextAhead).
+// CommitKVAhead queues ops for the next batch (Store.QueueKV): written
+// and synced with the leaves that need them, and before any of those.
 func (c LocalCommitter) CommitKVAhead(_ context.Context, ops []KV) error {
-	return c.Store.ApplyKVNextAhead(ops)
+	return c.Store.QueueKV(ops)
+}
+
+// FlushKVAhead makes the ops queued by CommitKVAhead durable and visible
+// now (Store.FlushQueuedKV).
+func (c LocalCommitter) FlushKVAhead(context.Context) error {
+	return c.Store.FlushQueuedKV()
 }
 
 // Committer returns the ledger's committer, for packages that replicate

@@ -115,8 +115,10 @@ type Store struct {
 	rng           *merkle.Range
 	edge          [maxTileLevels][]merkle.Hash // right-edge partial tile rows
 
-	ahead    sync.WaitGroup // syncs awaited for ApplyKVNextAhead; Close waits
-	kvWrites atomic.Uint64  // KV batches and restores made visible (KVWrites)
+	kvWrites atomic.Uint64 // KV batches and restores made visible (KVWrites)
+
+	queueMu sync.Mutex // guards queued; taken after applyMu, never before
+	queued  []KV       // QueueKV's writes, for the next locally numbered batch
 
 	pubMu     sync.Mutex // serialises publish
 	changedMu sync.Mutex
@@ -358,7 +360,6 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	s.ahead.Wait()
 	err := s.db.Close()
 	s.db = nil
 	s.ids.free()
@@ -473,6 +474,9 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 	}
 	est += leafBytes + len(leaves)*max(batchBytesPerEntry, s.extraPerEntry+s.extraPerEntry/8)
 	b := s.db.NewBatchWithSize(est, pebble.WithMaxRetainedSizeBytes(maxRetainedBatch))
+	if next {
+		s.writeQueued(b)
+	}
 	// A partial tile is written as segments: each batch adds one key with
 	// just the hashes it appended (from segStart on), so a small batch
 	// costs a few bytes, not a rewrite of the whole row. A tile that fills
@@ -784,7 +788,7 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
 		}
 	}
-	wait, err := s.prepareKV(seq, ops, next, false)
+	wait, err := s.prepareKV(seq, ops, next)
 	if err != nil {
 		return err
 	}
@@ -794,37 +798,63 @@ func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
 	return wait()
 }
 
-// KVWrites counts the KV batches (ApplyKV, ApplyKVNext, ApplyKVNextAhead)
-// and restores this store has made visible. It changes only after the
-// write it counts can be read, so a reader that notes it, then reads the
-// reserved tables, may keep what it read for as long as KVWrites still
-// returns that value: key and token caches, which leaf batches (that
-// never write those tables) would otherwise invalidate at every append.
+// KVWrites counts the KV batches (ApplyKV, ApplyKVNext) and restores
+// this store has made visible. It changes only after the write it counts
+// can be read, so a reader that notes it, then reads the reserved tables,
+// may keep what it read for as long as KVWrites still returns that value:
+// key and token caches, which leaf batches (that never write those
+// tables) would otherwise invalidate at every append. QueueKV's writes do
+// not count: they only add keys, and their writer knows them already.
 func (s *Store) KVWrites() uint64 { return s.kvWrites.Load() }
 
-// ApplyKVNextAhead applies ops as the next batch and returns once they
-// are visible, without waiting for their fsync: Pebble writes its log in
-// order, so the sync of any later batch makes them durable as well. It is
-// for writes that matter only together with a later synced batch — the
-// data key of a new subject, which the leaves appended next use: if the
-// process dies before that batch is durable, neither survives. A failed
-// sync poisons the store as usual, so the later batch fails too. (The
-// sync itself still runs, in the background; Close waits for it.)
-func (s *Store) ApplyKVNextAhead(ops []KV) error {
+// QueueKV queues ops for the next batch this store numbers itself
+// (ApplyNext, ApplyKVNext: a LocalCommitter's), written in that batch
+// before its own writes, and returns at once. It is for writes that
+// matter only together with later leaves — the data key of a new
+// subject, which the leaves appended next are encrypted under: any leaf
+// batch prepared after QueueKV returns holds the ops or follows a batch
+// that did, in the same Pebble batch or an earlier one in Pebble's
+// ordered log, so no crash keeps the leaves without the key, and the key
+// costs neither a commit nor an fsync of its own. Until that batch, Get
+// and ScanKV do not see the ops (FlushQueuedKV writes them now).
+func (s *Store) QueueKV(ops []KV) error {
 	for _, op := range ops {
 		if !reservedTag(op.Key) {
 			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
 		}
 	}
-	_, err := s.prepareKV(0, ops, true, true)
-	return err
+	s.queueMu.Lock()
+	s.queued = append(s.queued, ops...)
+	s.queueMu.Unlock()
+	return nil
+}
+
+// FlushQueuedKV writes the queued ops as the next batch and returns once
+// it is durable: then so is every op queued before the call, including
+// those another batch took from the queue but had not synced yet. For a
+// reader that must see every key written so far (an erasure, before it
+// lists a subject's data keys).
+func (s *Store) FlushQueuedKV() error { return s.ApplyKVNext(nil) }
+
+// writeQueued moves the queued ops into b; the caller holds applyMu and
+// enqueues b, or poisons the store.
+func (s *Store) writeQueued(b *pebble.Batch) {
+	s.queueMu.Lock()
+	ops := s.queued
+	s.queued = nil
+	s.queueMu.Unlock()
+	for _, op := range ops {
+		if op.Delete {
+			b.Delete(op.Key, nil)
+		} else {
+			b.Set(op.Key, op.Value, nil)
+		}
+	}
 }
 
 // prepareKV puts ops into the commit pipeline as batch seq (or the next
-// one) and returns what to wait for. With ahead, a goroutine counted in
-// s.ahead (under the lock Close takes, so that Close waits for it) does
-// the waiting and the caller gets nothing to wait for.
-func (s *Store) prepareKV(seq uint64, ops []KV, next, ahead bool) (wait func() error, err error) {
+// one, after the queued ops) and returns what to wait for.
+func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (wait func() error, err error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.db == nil {
@@ -841,6 +871,9 @@ func (s *Store) prepareKV(seq uint64, ops []KV, next, ahead bool) (wait func() e
 		return noWait, nil
 	}
 	b := s.db.NewBatch()
+	if next {
+		s.writeQueued(b)
+	}
 	for _, op := range ops {
 		if op.Delete {
 			b.Delete(op.Key, nil)
@@ -855,15 +888,7 @@ func (s *Store) prepareKV(seq uint64, ops []KV, next, ahead bool) (wait func() e
 		return nil, err
 	}
 	s.kvWrites.Add(1) // the batch is visible now (see KVWrites)
-	if !ahead {
-		return synced, nil
-	}
-	s.ahead.Add(1)
-	go func() { // ends with the sync; a failed one has poisoned the store
-		defer s.ahead.Done()
-		_ = synced()
-	}()
-	return noWait, nil
+	return synced, nil
 }
 
 // Get reads a key of a reserved table; ErrNotFound when absent.
