@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"reflect"
 	"strings"
@@ -475,5 +476,46 @@ func TestOwnKeyWriteKeepsTheGenerationCheck(t *testing.T) {
 	}
 	if keyOf(t, out[0].Actor.ID) == first {
 		t.Fatal("after a rotation bob's events still use the old field key's data key")
+	}
+}
+
+// TestTransformInChunks: a batch large enough to be sealed in chunks on
+// several goroutines (internal/parallel) reads back exactly, with one
+// data key per subject and one stored form per subject and value,
+// whichever chunk sealed it.
+func TestTransformInChunks(t *testing.T) {
+	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	in := make([]ledger.Event, 1200)
+	for i := range in {
+		in[i] = event(fmt.Sprintf("user-%d", i%97))
+		if i%5 == 0 {
+			in[i].Actor.ID = "" // no subject: under the field key
+		}
+	}
+	out, err := e.c.Transform(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}  // subject → data key
+	forms := map[string]string{} // subject → stored form of its ip
+	for i := range out {
+		got := out[i]
+		e.c.Reveal(&got, true)
+		if !reflect.DeepEqual(got, in[i]) {
+			t.Fatalf("event %d reads back as %+v, want %+v", i, got, in[i])
+		}
+		s := in[i].Actor.ID
+		if s == "" {
+			continue
+		}
+		k := keyOf(t, out[i].Actor.ID)
+		if prev, ok := keys[s]; ok && prev != k {
+			t.Fatalf("%s under two data keys: %s, %s", s, prev, k)
+		}
+		keys[s] = k
+		if prev, ok := forms[s]; ok && prev != out[i].Actor.IP {
+			t.Fatalf("%s's ip stored as %q and %q", s, prev, out[i].Actor.IP)
+		}
+		forms[s] = out[i].Actor.IP
 	}
 }

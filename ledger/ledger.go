@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/auditledger/ledgerd/internal/parallel"
 	"github.com/auditledger/ledgerd/merkle"
 )
 
@@ -288,19 +289,28 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 		}
 	}
 	now := l.cfg.Now().UnixNano()
-	leaves := make([][]byte, len(events))
-	total := 0
+	// Ids first, in order (UUIDv7s ascend, and so do their keys' inserts
+	// into the memtable), then the leaves, in chunks on idle cores.
+	ids := make([]string, len(events))
 	for i := range events {
-		e := Entry{Event: events[i], ReceivedAt: now}
-		if e.ID == "" {
-			e.ID = l.cfg.NewID()
+		if ids[i] = events[i].ID; ids[i] == "" {
+			ids[i] = l.cfg.NewID()
 		}
-		leaf := l.cfg.HMAC.sealLeaf(&e)
+	}
+	leaves := make([][]byte, len(events))
+	parallel.Chunks(len(events), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			e := Entry{Event: events[i], ReceivedAt: now}
+			e.ID = ids[i]
+			leaves[i] = l.cfg.HMAC.sealLeaf(&e)
+		}
+	})
+	total := 0
+	for i, leaf := range leaves {
 		if len(leaf) > MaxEventBytes {
 			return nil, 0, fmt.Errorf("%w: event %d is %d bytes encoded; at most %d", ErrTooLarge, i, len(leaf), MaxEventBytes)
 		}
 		total += len(leaf)
-		leaves[i] = leaf
 	}
 	if total > MaxBatchBytes {
 		return nil, 0, fmt.Errorf("%w: batch is %d bytes encoded; at most %d", ErrTooLarge, total, MaxBatchBytes)

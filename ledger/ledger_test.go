@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -504,5 +505,47 @@ func TestCheckpointCadence(t *testing.T) {
 	}
 	if cp, err := l.FreshCheckpoint(ctx); err != nil || cp.Size != 3 {
 		t.Fatalf("FreshCheckpoint = %v, %v", cp, err)
+	}
+}
+
+// TestLargeBatchSealedInChunks: a batch sealed in chunks on several
+// goroutines (internal/parallel) keeps its order: ids ascend with the
+// index, some client-given, and every leaf holds its own event.
+func TestLargeBatchSealedInChunks(t *testing.T) {
+	l, st := openTestLedger(t, t.TempDir(), newTestKeys(t), StoreOptions{NoSync: true})
+	in := make([]Event, 1500)
+	for i := range in {
+		in[i] = testEvent(i)
+		if i%100 == 7 {
+			in[i].ID = fmt.Sprintf("client-id-%04d", i)
+		}
+	}
+	res, err := l.Append(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := ""
+	for i, r := range res {
+		leaf, err := st.Leaf(r.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := DecodeLeaf(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Index != uint64(i) || e.ID != r.ID || e.Actor.ID != in[i].Actor.ID {
+			t.Fatalf("event %d: index %d, id %s (leaf's %s), actor %s", i, r.Index, r.ID, e.ID, e.Actor.ID)
+		}
+		if in[i].ID != "" {
+			if r.ID != in[i].ID {
+				t.Fatalf("event %d: id %s, want the client's %s", i, r.ID, in[i].ID)
+			}
+			continue
+		}
+		if r.ID <= prev {
+			t.Fatalf("server-assigned ids do not ascend: %s after %s", r.ID, prev)
+		}
+		prev = r.ID
 	}
 }
