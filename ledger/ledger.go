@@ -277,10 +277,8 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 	if len(events) > MaxBatchEvents {
 		return nil, 0, fmt.Errorf("%w: %d events in one batch; at most %d", ErrTooLarge, len(events), MaxBatchEvents)
 	}
-	for i := range events {
-		if err := events[i].Validate(); err != nil {
-			return nil, 0, batchFieldError(len(events), i, err)
-		}
+	if err := validate(events); err != nil {
+		return nil, 0, err
 	}
 	if l.cfg.Transform != nil {
 		var err error
@@ -316,6 +314,29 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 		return nil, 0, fmt.Errorf("%w: batch is %d bytes encoded; at most %d", ErrTooLarge, total, MaxBatchBytes)
 	}
 	return leaves, total, nil
+}
+
+// validate validates events, in chunks on idle cores, and returns the
+// error of the first invalid one.
+func validate(events []Event) error {
+	var mu sync.Mutex
+	first, firstErr := len(events), error(nil)
+	parallel.Chunks(len(events), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if err := events[i].Validate(); err != nil {
+				mu.Lock()
+				if i < first {
+					first, firstErr = i, err
+				}
+				mu.Unlock()
+				return
+			}
+		}
+	})
+	if firstErr != nil {
+		return batchFieldError(len(events), first, firstErr)
+	}
+	return nil
 }
 
 func batchFieldError(n, i int, err error) error {

@@ -549,3 +549,27 @@ func TestLargeBatchSealedInChunks(t *testing.T) {
 		prev = r.ID
 	}
 }
+
+// TestLargeBatchNamesFirstInvalid: validated in chunks, a batch with
+// invalid events in several of them names the first, whichever chunk
+// finished first, and writes nothing.
+func TestLargeBatchNamesFirstInvalid(t *testing.T) {
+	l, st := openTestLedger(t, t.TempDir(), newTestKeys(t), StoreOptions{NoSync: true})
+	in := make([]Event, 1200)
+	for i := range in {
+		in[i] = testEvent(i)
+	}
+	for _, i := range []int{1100, 950, 301} {
+		in[i].Action.Result = "perhaps"
+	}
+	for range 20 {
+		_, err := l.Append(context.Background(), in)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "events[301].action.result" {
+			t.Fatalf("err = %v, want field events[301].action.result", err)
+		}
+	}
+	if st.State().Size != 0 {
+		t.Fatalf("%d entries written", st.State().Size)
+	}
+}
