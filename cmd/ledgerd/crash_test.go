@@ -168,7 +168,9 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 				for j := range evs {
 					evs[j] = &pb.Event{
 						Id:     fmt.Sprintf("w%d-%d-%d", w, i, j),
-						Actor:  &pb.Actor{Id: fmt.Sprintf("user-%d", w)},
+						// A new data subject per call: its data key is
+						// created with the call, and must survive with it.
+						Actor:  &pb.Actor{Id: fmt.Sprintf("user-%d-%d", w, i)},
 						Action: &pb.Action{Type: "read", Resource: "doc", Result: "success"},
 					}
 				}
@@ -237,6 +239,13 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 				t.Fatalf("id %s stored twice (indices %d and %d)", e.Event.Id, prev, e.Index)
 			}
 			ids[e.Event.Id] = e.Index
+			var w, i, j int
+			if _, err := fmt.Sscanf(e.Event.Id, "w%d-%d-%d", &w, &i, &j); err != nil {
+				t.Fatalf("entry %d: id %q: %v", e.Index, e.Event.Id, err)
+			}
+			if want := fmt.Sprintf("user-%d-%d", w, i); e.Event.Actor.GetId() != want {
+				t.Fatalf("entry %d (%s): actor reads %q after the restart, want %q (its data key lost?)", e.Index, e.Event.Id, e.Event.Actor.GetId(), want)
+			}
 		}
 		start += uint64(len(r.Entries))
 	}
