@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/auditledger/ledgerd/internal/parallel"
 	"github.com/auditledger/ledgerd/ledger"
 )
 
@@ -677,28 +676,12 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			}
 		}
 	}
-	// Sealing, the bulk of the work, in chunks on the idle cores: each
-	// event's fields depend on nothing but its data key.
 	out := make([]ledger.Event, len(events))
-	tally := c.formUse.start()
-	var mu sync.Mutex
-	parallel.Chunks(len(events), func(lo, hi int) {
-		t := formTally{probe: tally.probe}
-		c.sealRange(out, events, dks, sealMeta, cur, &t, lo, hi)
-		mu.Lock()
-		tally.add(&t)
-		mu.Unlock()
-	})
-	c.formUse.finish(&tally)
-	return out, nil
-}
-
-// sealRange encrypts the fields of events[lo:hi] into out[lo:hi]
-// (Transform), under dks[i] or, without one, the current field key.
-func (c *Crypter) sealRange(out, events []ledger.Event, dks []*dataKey, sealMeta []bool, cur *fieldKey, t *formTally, lo, hi int) {
 	var rnd nonces
 	var sl sealer
-	for i := lo; i < hi; i++ {
+	tally := c.formUse.start()
+	defer c.formUse.finish(&tally)
+	for i := range events {
 		out[i] = events[i]
 		e := &out[i] // not a copy: its address goes to f.get, and would escape
 		var dk *dataKey
@@ -716,7 +699,7 @@ func (c *Crypter) sealRange(out, events []ledger.Event, dks []*dataKey, sealMeta
 			case dk == nil:
 				*p = sl.seal(cur.aead, f.class, cur.id, f.aad, *p, rnd.next())
 			case f.searchable:
-				*p = c.searchableForm(&sl, t, dk, f, *p, named)
+				*p = c.searchableForm(&sl, &tally, dk, f, *p, named)
 				named = true
 			default:
 				*p = sl.seal(dk.aead(), f.class, dk.id, f.aad, *p, rnd.next())
@@ -743,6 +726,7 @@ func (c *Crypter) sealRange(out, events []ledger.Event, dks []*dataKey, sealMeta
 			}
 		}
 	}
+	return out, nil
 }
 
 // searchableForm is the deterministic (v2) stored form of value in field

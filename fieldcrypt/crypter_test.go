@@ -479,11 +479,10 @@ func TestOwnKeyWriteKeepsTheGenerationCheck(t *testing.T) {
 	}
 }
 
-// TestTransformInChunks: a batch large enough to be sealed in chunks on
-// several goroutines (internal/parallel) reads back exactly, with one
-// data key per subject and one stored form per subject and value,
-// whichever chunk sealed it.
-func TestTransformInChunks(t *testing.T) {
+// TestTransformLargeBatch: a batch of many events of the same subjects
+// reads back exactly, with one data key per subject and one stored form
+// per subject and value.
+func TestTransformLargeBatch(t *testing.T) {
 	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
 	in := make([]ledger.Event, 1200)
 	for i := range in {

@@ -22,14 +22,6 @@ type formTally struct {
 	hits, misses [numEncryptable]int32
 }
 
-// add counts u's lookups in t too (a batch sealed in chunks).
-func (t *formTally) add(u *formTally) {
-	for fi := range numEncryptable {
-		t.hits[fi] += u.hits[fi]
-		t.misses[fi] += u.misses[fi]
-	}
-}
-
 const (
 	formProbeEvery = 16
 	formMinSample  = 64

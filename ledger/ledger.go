@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/auditledger/ledgerd/internal/parallel"
 	"github.com/auditledger/ledgerd/merkle"
 )
 
@@ -277,8 +276,10 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 	if len(events) > MaxBatchEvents {
 		return nil, 0, fmt.Errorf("%w: %d events in one batch; at most %d", ErrTooLarge, len(events), MaxBatchEvents)
 	}
-	if err := validate(events); err != nil {
-		return nil, 0, err
+	for i := range events {
+		if err := events[i].Validate(); err != nil {
+			return nil, 0, batchFieldError(len(events), i, err)
+		}
 	}
 	if l.cfg.Transform != nil {
 		var err error
@@ -287,56 +288,24 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 		}
 	}
 	now := l.cfg.Now().UnixNano()
-	// Ids first, in order (UUIDv7s ascend, and so do their keys' inserts
-	// into the memtable), then the leaves, in chunks on idle cores.
-	ids := make([]string, len(events))
-	for i := range events {
-		if ids[i] = events[i].ID; ids[i] == "" {
-			ids[i] = l.cfg.NewID()
-		}
-	}
 	leaves := make([][]byte, len(events))
-	parallel.Chunks(len(events), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			e := Entry{Event: events[i], ReceivedAt: now}
-			e.ID = ids[i]
-			leaves[i] = l.cfg.HMAC.sealLeaf(&e)
-		}
-	})
 	total := 0
-	for i, leaf := range leaves {
+	for i := range events {
+		e := Entry{Event: events[i], ReceivedAt: now}
+		if e.ID == "" {
+			e.ID = l.cfg.NewID()
+		}
+		leaf := l.cfg.HMAC.sealLeaf(&e)
 		if len(leaf) > MaxEventBytes {
 			return nil, 0, fmt.Errorf("%w: event %d is %d bytes encoded; at most %d", ErrTooLarge, i, len(leaf), MaxEventBytes)
 		}
 		total += len(leaf)
+		leaves[i] = leaf
 	}
 	if total > MaxBatchBytes {
 		return nil, 0, fmt.Errorf("%w: batch is %d bytes encoded; at most %d", ErrTooLarge, total, MaxBatchBytes)
 	}
 	return leaves, total, nil
-}
-
-// validate validates events, in chunks on idle cores, and returns the
-// error of the first invalid one.
-func validate(events []Event) error {
-	var mu sync.Mutex
-	first, firstErr := len(events), error(nil)
-	parallel.Chunks(len(events), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if err := events[i].Validate(); err != nil {
-				mu.Lock()
-				if i < first {
-					first, firstErr = i, err
-				}
-				mu.Unlock()
-				return
-			}
-		}
-	})
-	if firstErr != nil {
-		return batchFieldError(len(events), first, firstErr)
-	}
-	return nil
 }
 
 func batchFieldError(n, i int, err error) error {

@@ -17,7 +17,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/auditledger/ledgerd/internal/parallel"
 	"github.com/auditledger/ledgerd/merkle"
 )
 
@@ -500,15 +499,6 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 			segStart[lvl] = 0
 		}
 	}
-	// Leaf hashes in chunks on idle cores (~0.5 µs a leaf, a tenth of
-	// this goroutine's work per entry); the tree takes them in order.
-	parallel.Chunks(len(leaves), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if !results[i].Duplicate {
-				results[i].LeafHash = merkle.LeafHash(leaves[i])
-			}
-		}
-	})
 	for i, leaf := range leaves {
 		r := &results[i]
 		if r.Duplicate {
@@ -518,7 +508,7 @@ func (s *Store) prepare(seq uint64, leaves [][]byte, next bool) ([]Result, func(
 			}
 			continue
 		}
-		r.Index, r.Leaf = s.rng.Size(), leaf
+		r.Index, r.Leaf, r.LeafHash = s.rng.Size(), leaf, merkle.LeafHash(leaf)
 		s.rng.Append(r.LeafHash, visit)
 		s.ids.add(r.ID)
 	}
