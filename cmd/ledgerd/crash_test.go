@@ -167,7 +167,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 				evs := make([]*pb.Event, 1+(i%3)*20)
 				for j := range evs {
 					evs[j] = &pb.Event{
-						Id:     fmt.Sprintf("w%d-%d-%d", w, i, j),
+						Id: fmt.Sprintf("w%d-%d-%d", w, i, j),
 						// A new data subject per call: its data key is
 						// created with the call, and must survive with it.
 						Actor:  &pb.Actor{Id: fmt.Sprintf("user-%d-%d", w, i)},
