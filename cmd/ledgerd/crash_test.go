@@ -165,11 +165,11 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
 				evs := make([]*pb.Event, 1+(i%3)*20)
+				// A new data subject per call: its data key is created
+				// with the call, and must survive with it.
 				for j := range evs {
 					evs[j] = &pb.Event{
-						Id: fmt.Sprintf("w%d-%d-%d", w, i, j),
-						// A new data subject per call: its data key is
-						// created with the call, and must survive with it.
+						Id:     fmt.Sprintf("w%d-%d-%d", w, i, j),
 						Actor:  &pb.Actor{Id: fmt.Sprintf("user-%d-%d", w, i)},
 						Action: &pb.Action{Type: "read", Resource: "doc", Result: "success"},
 					}
