@@ -241,7 +241,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 			ids[e.Event.Id] = e.Index
 			var w, i, j int
 			if _, err := fmt.Sscanf(e.Event.Id, "w%d-%d-%d", &w, &i, &j); err != nil {
-				t.Fatalf("entry %d: id %q: %v", e.Index, e.Event.Id, err)
+				continue // not one of ours: the server's self-audit
 			}
 			if want := fmt.Sprintf("user-%d-%d", w, i); e.Event.Actor.GetId() != want {
 				t.Fatalf("entry %d (%s): actor reads %q after the restart, want %q (its data key lost?)", e.Index, e.Event.Id, e.Event.Actor.GetId(), want)
