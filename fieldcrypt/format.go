@@ -44,6 +44,9 @@ import (
 // value become 16), and a field without a key id is under the data
 // key named by the event's first v2 field that has one (in the order of
 // the encryptable event fields), which saves the id's 17 characters.
+// Leaves (ledger format 2) hold v2 values in binary — the key id's 12
+// bytes and the payload, without base64 — and readers get this text
+// back (ledger/sealed.go).
 const (
 	ClassSensitive = "enc"
 	ClassPersonal  = "pii"

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/auditledger/ledgerd/ledger"
 )
 
 // TestV2Golden: the v2 form is stable. These strings were sealed by the
@@ -117,6 +119,31 @@ func TestFormCacheEntries(t *testing.T) {
 			if _, ok := fc.get(2, v, keyless); ok {
 				t.Error("another field's slot answered")
 			}
+		}
+	}
+}
+
+// TestV2FormsAreBinaryInLeaves: every searchable form Transform makes —
+// the keyed first one and the keyless others — is one the ledger stores
+// in binary (ledger/sealed.go duplicates the v2 grammar for that), and
+// comes back as the same text.
+func TestV2FormsAreBinaryInLeaves(t *testing.T) {
+	e := newEnv(t, t.TempDir(), Config{}, randKey(t))
+	out, err := e.c.Transform([]ledger.Event{event("ann"), event("bob"), event("ann")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range out {
+		leaf := ledger.EncodeLeaf(&ledger.Entry{Event: out[i], KeyID: "k", Signature: []byte{1}})
+		if leaf[0] != ledger.LeafFormatV2 || bytes.Contains(leaf, []byte("pii:v2:")) {
+			t.Fatalf("event %d: leaf format %d holds its v2 forms as text", i, leaf[0])
+		}
+		got, err := ledger.DecodeLeaf(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Actor != out[i].Actor {
+			t.Fatalf("event %d: actor %+v came back as %+v", i, out[i].Actor, got.Actor)
 		}
 	}
 }

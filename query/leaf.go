@@ -8,7 +8,9 @@ import (
 )
 
 // The indexed fields of a leaf, read without decoding the rest (see the
-// leaf layout in ledger/leaf.go). Values alias the leaf's bytes.
+// leaf layout in ledger/leaf.go). Values alias the leaf's bytes: an
+// encrypted value of a format-2 leaf is indexed in its binary form
+// (ledger.SealedBinary), and newPlan looks values up in both.
 type fields struct {
 	timestamp  []byte
 	vals       [numFields][]byte
@@ -86,7 +88,7 @@ func (c *leafCursor) bytes() []byte {
 // parseFields reads the indexed fields and the receive time of a leaf.
 // It checks only what it reads; the Store accepted the leaf already.
 func parseFields(leaf []byte, f *fields) error {
-	if len(leaf) == 0 || leaf[0] != ledger.LeafFormatV1 {
+	if len(leaf) == 0 || leaf[0] != ledger.LeafFormatV1 && leaf[0] != ledger.LeafFormatV2 {
 		return errLeaf
 	}
 	c := leafCursor{b: leaf, off: 1}
@@ -113,7 +115,7 @@ func parseFields(leaf []byte, f *fields) error {
 
 // leafTimestamp returns the event timestamp string of a leaf.
 func leafTimestamp(leaf []byte) ([]byte, error) {
-	if len(leaf) == 0 || leaf[0] != ledger.LeafFormatV1 {
+	if len(leaf) == 0 || leaf[0] != ledger.LeafFormatV1 && leaf[0] != ledger.LeafFormatV2 {
 		return nil, errLeaf
 	}
 	c := leafCursor{b: leaf, off: 1}
