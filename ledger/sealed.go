@@ -10,9 +10,11 @@ import (
 // events — "pii:v2:" [dataKeyId] ":" base64url(siv || ciphertext), the
 // key id "d" and 16 base64url characters — but bytes in leaves of
 // format 2: the base64 and the text around it made a leaf of an event
-// with encrypted personal fields ~90 bytes (20%) longer, and leaf bytes
-// cost in every hash, log write and flush (7–9% of batch throughput in
-// the experiment, bench/results/2026-11-26-profile.md).
+// with encrypted personal fields ~70–90 bytes (15%) longer, and leaf
+// bytes cost in every hash, log write, flush and compaction
+// (bench/results/2026-11-26-profile.md: 7–9% of batch throughput when
+// the values themselves were that short; parsing the base64 back here,
+// ~0.5 µs an event, takes most of it).
 //
 // In a format-2 leaf, a string whose first byte is one that no UTF-8
 // text starts with is such a value in binary:
