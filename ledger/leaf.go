@@ -30,6 +30,10 @@ const (
 	LeafFormatV2 = 0x02
 )
 
+// IsLeafFormat reports whether b is the first byte of a leaf this
+// version reads.
+func IsLeafFormat(b byte) bool { return b == LeafFormatV1 || b == LeafFormatV2 }
+
 // The canonical leaf, version 1. Every string is uvarint(len) || bytes and
 // must be valid UTF-8; integers are minimal uvarints unless said otherwise.
 //
@@ -65,14 +69,9 @@ func appendBodyFormat(dst []byte, e *Entry, v2 bool) []byte {
 	dst = append(dst, LeafFormatV1)
 	sealed := false
 	for i, f := range e.stringFields() {
-		if i > 0 && v2 { // the id stays text: LeafID reads it raw
-			var ok bool
-			if dst, ok = appendSealed(dst, *f.v); ok {
-				sealed = true
-				continue
-			}
-		}
-		dst = appendString(dst, *f.v)
+		var bin bool
+		dst, bin = appendValue(dst, *f.v, v2 && i > 0) // the id stays text: LeafID reads it raw
+		sealed = sealed || bin
 	}
 	dst = binary.AppendUvarint(dst, uint64(e.Action.Duration))
 	dst = binary.AppendUvarint(dst, uint64(len(e.Action.Metadata)))
@@ -84,14 +83,9 @@ func appendBodyFormat(dst []byte, e *Entry, v2 bool) []byte {
 		slices.Sort(keys)
 		for _, k := range keys {
 			dst = appendString(dst, k)
-			if v2 {
-				var ok bool
-				if dst, ok = appendSealed(dst, e.Action.Metadata[k]); ok {
-					sealed = true
-					continue
-				}
-			}
-			dst = appendString(dst, e.Action.Metadata[k])
+			var bin bool
+			dst, bin = appendValue(dst, e.Action.Metadata[k], v2)
+			sealed = sealed || bin
 		}
 	}
 	if sealed {
@@ -126,6 +120,17 @@ func encodeLeaf(e *Entry, v2 bool) []byte {
 	dst = appendString(dst, e.KeyID)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Signature)))
 	return append(dst, e.Signature...)
+}
+
+// appendValue appends s in binary when binary allows it and s is an
+// encrypted value (appendSealed), else as text; it reports which.
+func appendValue(dst []byte, s string, binary bool) ([]byte, bool) {
+	if binary {
+		if out, ok := appendSealed(dst, s); ok {
+			return out, true
+		}
+	}
+	return appendString(dst, s), false
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -204,7 +209,7 @@ func (r *leafReader) string(what string) string {
 // DecodeLeaf parses a canonical leaf. It rejects, with an error wrapping
 // ErrInvalid, anything that is not exactly the encoding of an entry.
 func DecodeLeaf(leaf []byte) (*Entry, error) {
-	if len(leaf) == 0 || leaf[0] != LeafFormatV1 && leaf[0] != LeafFormatV2 {
+	if len(leaf) == 0 || !IsLeafFormat(leaf[0]) {
 		return nil, fmt.Errorf("%w: leaf: unknown format", ErrInvalid)
 	}
 	if len(leaf) > MaxEventBytes+1024 {
@@ -265,7 +270,7 @@ func DecodeLeaf(leaf []byte) (*Entry, error) {
 
 // LeafID returns the event id of a leaf without decoding the rest.
 func LeafID(leaf []byte) (string, error) {
-	if len(leaf) == 0 || leaf[0] != LeafFormatV1 && leaf[0] != LeafFormatV2 {
+	if len(leaf) == 0 || !IsLeafFormat(leaf[0]) {
 		return "", fmt.Errorf("%w: leaf: unknown format", ErrInvalid)
 	}
 	r := &leafReader{b: leaf, off: 1}

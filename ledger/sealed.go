@@ -31,7 +31,8 @@ const (
 	sealedKeyed   = 0xF9
 
 	sealedPrefix  = "pii:v2:"
-	sealedIDLen   = 16 // base64url characters after "d": 12 bytes
+	sealedIDLen   = 16 // base64url characters after "d"
+	sealedIDBytes = 12 // what they decode to
 	sealedMinBody = 16 // the synthetic IV
 )
 
@@ -60,13 +61,13 @@ func appendSealed(dst []byte, s string) ([]byte, bool) {
 	n := b64.DecodedLen(len(body))
 	size := 1 + n
 	if id != "" {
-		size += 12
+		size += sealedIDBytes
 	}
 	start := len(dst)
 	dst = binary.AppendUvarint(dst, uint64(size))
 	dst = append(dst, marker)
 	if id != "" {
-		var raw [12]byte
+		var raw [sealedIDBytes]byte
 		if k, err := b64.Decode(raw[:], []byte(id)); err != nil || k != len(raw) {
 			return dst[:start], false
 		}
@@ -90,25 +91,23 @@ func isSealedBinary(b []byte) bool {
 // sealedText is the text of a value in binary (isSealedBinary), or false
 // when b is not a well-formed one.
 func sealedText(b []byte) (string, bool) {
-	var sb strings.Builder
+	const head = 1 + sealedIDBytes
+	var out []byte
 	switch {
 	case len(b) >= 1+sealedMinBody && b[0] == sealedKeyless:
-		sb.Grow(len(sealedPrefix) + 1 + b64.EncodedLen(len(b)-1))
-		sb.WriteString(sealedPrefix)
-		sb.WriteByte(':')
+		out = make([]byte, 0, len(sealedPrefix)+1+b64.EncodedLen(len(b)-1))
+		out = append(out, sealedPrefix+":"...)
 		b = b[1:]
-	case len(b) >= 1+12+sealedMinBody && b[0] == sealedKeyed:
-		sb.Grow(len(sealedPrefix) + 2 + sealedIDLen + b64.EncodedLen(len(b)-13))
-		sb.WriteString(sealedPrefix)
-		sb.WriteByte('d')
-		sb.WriteString(b64.EncodeToString(b[1:13]))
-		sb.WriteByte(':')
-		b = b[13:]
+	case len(b) >= head+sealedMinBody && b[0] == sealedKeyed:
+		out = make([]byte, 0, len(sealedPrefix)+2+sealedIDLen+b64.EncodedLen(len(b)-head))
+		out = append(out, sealedPrefix+"d"...)
+		out = b64.AppendEncode(out, b[1:head])
+		out = append(out, ':')
+		b = b[head:]
 	default:
 		return "", false
 	}
-	sb.WriteString(b64.EncodeToString(b))
-	return sb.String(), true
+	return string(b64.AppendEncode(out, b)), true
 }
 
 // SealedBinary returns the bytes a format-2 leaf holds for the text of

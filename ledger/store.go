@@ -783,10 +783,8 @@ func (s *Store) ApplyKV(seq uint64, ops []KV) error { return s.applyKV(seq, ops,
 func (s *Store) ApplyKVNext(ops []KV) error { return s.applyKV(0, ops, true) }
 
 func (s *Store) applyKV(seq uint64, ops []KV, next bool) error {
-	for _, op := range ops {
-		if !reservedTag(op.Key) {
-			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
-		}
+	if err := checkReserved(ops); err != nil {
+		return err
 	}
 	wait, err := s.prepareKV(seq, ops, next)
 	if err != nil {
@@ -818,10 +816,8 @@ func (s *Store) KVWrites() uint64 { return s.kvWrites.Load() }
 // costs neither a commit nor an fsync of its own. Until that batch, Get
 // and ScanKV do not see the ops (FlushQueuedKV writes them now).
 func (s *Store) QueueKV(ops []KV) error {
-	for _, op := range ops {
-		if !reservedTag(op.Key) {
-			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
-		}
+	if err := checkReserved(ops); err != nil {
+		return err
 	}
 	s.queueMu.Lock()
 	s.queued = append(s.queued, ops...)
@@ -843,6 +839,11 @@ func (s *Store) writeQueued(b *pebble.Batch) {
 	ops := s.queued
 	s.queued = nil
 	s.queueMu.Unlock()
+	writeOps(b, ops)
+}
+
+// writeOps adds ops to b, in order.
+func writeOps(b *pebble.Batch, ops []KV) {
 	for _, op := range ops {
 		if op.Delete {
 			b.Delete(op.Key, nil)
@@ -850,6 +851,16 @@ func (s *Store) writeQueued(b *pebble.Batch) {
 			b.Set(op.Key, op.Value, nil)
 		}
 	}
+}
+
+// checkReserved refuses ops outside the reserved tables.
+func checkReserved(ops []KV) error {
+	for _, op := range ops {
+		if !reservedTag(op.Key) {
+			return fmt.Errorf("%w: key %q is not in a reserved table", ErrInvalid, op.Key)
+		}
+	}
+	return nil
 }
 
 // prepareKV puts ops into the commit pipeline as batch seq (or the next
@@ -874,13 +885,7 @@ func (s *Store) prepareKV(seq uint64, ops []KV, next bool) (wait func() error, e
 	if next {
 		s.writeQueued(b)
 	}
-	for _, op := range ops {
-		if op.Delete {
-			b.Delete(op.Key, nil)
-		} else {
-			b.Set(op.Key, op.Value, nil)
-		}
-	}
+	writeOps(b, ops)
 	b.Set(keyState, encodeState(st.Size, seq, s.rng.Hashes()), nil)
 	st.LastApplied = seq
 	synced, err := s.enqueue(b, st)

@@ -88,7 +88,7 @@ func (c *leafCursor) bytes() []byte {
 // parseFields reads the indexed fields and the receive time of a leaf.
 // It checks only what it reads; the Store accepted the leaf already.
 func parseFields(leaf []byte, f *fields) error {
-	if len(leaf) == 0 || leaf[0] != ledger.LeafFormatV1 && leaf[0] != ledger.LeafFormatV2 {
+	if len(leaf) == 0 || !ledger.IsLeafFormat(leaf[0]) {
 		return errLeaf
 	}
 	c := leafCursor{b: leaf, off: 1}
@@ -115,7 +115,7 @@ func parseFields(leaf []byte, f *fields) error {
 
 // leafTimestamp returns the event timestamp string of a leaf.
 func leafTimestamp(leaf []byte) ([]byte, error) {
-	if len(leaf) == 0 || leaf[0] != ledger.LeafFormatV1 && leaf[0] != ledger.LeafFormatV2 {
+	if len(leaf) == 0 || !ledger.IsLeafFormat(leaf[0]) {
 		return nil, errLeaf
 	}
 	c := leafCursor{b: leaf, off: 1}
