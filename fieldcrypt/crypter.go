@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/auditledger/ledgerd/internal/sealed"
 	"github.com/auditledger/ledgerd/ledger"
 )
 
@@ -833,7 +834,7 @@ func (c *Crypter) Reveal(e *ledger.Event, sensitive bool) {
 // encryptable fields: the key of its keyless v2 values ("" if none).
 func eventDataKey(e *ledger.Event) string {
 	for _, f := range encryptable {
-		if v := *f.get(e); len(v) > 8 && v[:8] == "pii:v2:d" {
+		if v := *f.get(e); len(v) > 8 && v[:8] == "pii:v2:d" || len(v) > 0 && v[0] == sealed.Keyed {
 			if s, err := ParseSealed(v); err == nil {
 				return s.KeyID
 			}
@@ -951,7 +952,10 @@ func (c *Crypter) StoredForms(subject, field, value string) ([]string, error) {
 		out = append(out, sealWith(dk.aead(), ClassPersonal, dk.id, field, value, dk.detNonce(nbuf[:0], field, value)))
 		var sl sealer
 		ad := aad(ClassPersonal, field)
-		out = append(out, sl.sealV2(dk, ad, value, false), sl.sealV2(dk, ad, value, true))
+		for _, keyless := range []bool{false, true} {
+			text, _ := sealed.Text(sl.sealV2(dk, ad, value, keyless))
+			out = append(out, text)
+		}
 	}
 	return out, nil
 }

@@ -419,8 +419,8 @@ func TestEvictedSubjectKeyComesBackWithoutAStoreRead(t *testing.T) {
 	if got := keyOf(t, out[0].Actor.ID); got != first {
 		t.Fatalf("evicted subject sealed under %s, want %s", got, first)
 	}
-	if out[0].Actor != decode(t, e, r[0].Index).Actor {
-		t.Fatalf("the reopened key seals differently:\n%+v\n%+v", out[0].Actor, decode(t, e, r[0].Index).Actor)
+	if asStored(t, out[0]).Actor != decode(t, e, r[0].Index).Actor {
+		t.Fatalf("the reopened key seals differently:\n%+v\n%+v", asStored(t, out[0]).Actor, decode(t, e, r[0].Index).Actor)
 	}
 	if n := kv.reads.Load(); n != 0 {
 		t.Fatalf("%d store reads for an evicted subject", n)

@@ -23,7 +23,8 @@
 // The stored form of an encrypted value ("enc:v1:<keyId>:<base64url>",
 // "pii:v1:…", and for searchable fields the shorter "pii:v2:…", where
 // only an event's first v2 value names its data key) is documented in
-// format.go. Finding and creating subjects' data keys without a store
+// format.go; Transform hands v2 values to the ledger in the binary its
+// leaves hold (internal/sealed), and reads give back the text. Finding and creating subjects' data keys without a store
 // scan per new subject, and in shared writes, is in subjects.go.
 //
 // # Fields

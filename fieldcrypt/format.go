@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+
+	"github.com/auditledger/ledgerd/internal/sealed"
 )
 
 // A field value the ledger encrypted is stored, inside the leaf, as
@@ -45,8 +47,9 @@ import (
 // key named by the event's first v2 field that has one (in the order of
 // the encryptable event fields), which saves the id's 17 characters.
 // Leaves (ledger format 2) hold v2 values in binary — the key id's 12
-// bytes and the payload, without base64 — and readers get this text
-// back (ledger/sealed.go).
+// bytes and the payload, without base64 (internal/sealed) — and readers
+// get this text back. Transform makes the binary, which the ledger
+// stores as it is: neither base64 pass is on the append path.
 const (
 	ClassSensitive = "enc"
 	ClassPersonal  = "pii"
@@ -76,21 +79,23 @@ type Sealed struct {
 
 var errNotSealed = errors.New("fieldcrypt: not an encrypted value")
 
-// IsSealed reports cheaply whether s looks like an encrypted value.
+// IsSealed reports cheaply whether s looks like an encrypted value, in
+// text or (v2) in binary.
 func IsSealed(s string) bool {
-	return len(s) > 7 && s[3] == ':' && s[4] == 'v' && (s[5] == '1' || s[5] == '2' && s[:3] == ClassPersonal) && s[6] == ':' &&
+	return sealed.MaybeBinary(s) || len(s) > 7 && s[3] == ':' && s[4] == 'v' && (s[5] == '1' || s[5] == '2' && s[:3] == ClassPersonal) && s[6] == ':' &&
 		(s[:3] == ClassSensitive || s[:3] == ClassPersonal)
 }
 
-// ParseSealed parses the stored form strictly.
+// ParseSealed parses the stored form strictly: the text, or a v2 value
+// in binary (internal/sealed), as Transform hands it to the ledger.
 func ParseSealed(s string) (Sealed, error) {
 	if !IsSealed(s) {
 		return Sealed{}, errNotSealed
 	}
-	rest := s[7:]
-	if s[5] == '2' {
-		return parseV2(s[:3], rest)
+	if sealed.MaybeBinary(s) || s[5] == '2' {
+		return parseV2(s)
 	}
+	rest := s[7:]
 	n := fieldKeyIDLen
 	if rest[0] == 'd' {
 		n = dataKeyIDLen
@@ -105,20 +110,24 @@ func ParseSealed(s string) (Sealed, error) {
 	return Sealed{Class: s[:3], Version: formatVersion, KeyID: rest[:n], Payload: p}, nil
 }
 
-// parseV2 parses what follows "pii:v2:".
-func parseV2(class, rest string) (Sealed, error) {
-	n := 0
-	if rest[0] != ':' {
-		n = dataKeyIDLen
-		if len(rest) < n+1 || rest[n] != ':' || rest[0] != 'd' || !validKeyID(rest[:n]) {
+// parseV2 parses a v2 value, text or binary.
+func parseV2(s string) (Sealed, error) {
+	b := []byte(s)
+	if !sealed.MaybeBinary(s) {
+		var ok bool
+		if b, ok = sealed.AppendFromText(nil, s); !ok {
 			return Sealed{}, errNotSealed
 		}
 	}
-	p, err := decodePayload(rest[n+1:])
-	if err != nil || len(p) < sivSize {
+	id, payload, ok := sealed.Split(b)
+	if !ok {
 		return Sealed{}, errNotSealed
 	}
-	return Sealed{Class: class, Version: formatV2, KeyID: rest[:n], Payload: p}, nil
+	v := Sealed{Class: ClassPersonal, Version: formatV2, Payload: payload}
+	if id != nil {
+		v.KeyID = "d" + b64.EncodeToString(id)
+	}
+	return v, nil
 }
 
 // decodePayload decodes unpadded base64url strictly: the decoder skips

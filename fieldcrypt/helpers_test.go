@@ -122,3 +122,17 @@ func event(actor string) ledger.Event {
 		Version: "1.0.0",
 	}
 }
+
+// asStored is ev as a read gives it back once sealed into a leaf:
+// Transform's binary v2 values (internal/sealed) become their text.
+func asStored(t interface {
+	Helper()
+	Fatalf(string, ...any)
+}, ev ledger.Event) ledger.Event {
+	t.Helper()
+	ent, err := ledger.DecodeLeaf(ledger.EncodeLeaf(&ledger.Entry{Event: ev, KeyID: "k", Signature: []byte{1}}))
+	if err != nil {
+		t.Fatalf("leaf of %+v: %v", ev, err)
+	}
+	return ent.Event
+}

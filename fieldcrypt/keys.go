@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/auditledger/ledgerd/internal/sealed"
 )
 
 // The reserved table s/ holds, replicated through the ledger's
@@ -126,6 +128,7 @@ func subjectPrefix(lookup string) []byte {
 // used (only StoredForms needs it).
 type dataKey struct {
 	id  string
+	bid [sealed.IDBytes]byte // id in binary, for v2 values in binary
 	raw [32]byte
 	// AES-256-GCM of v1 values and of non-searchable fields: made on
 	// first use (most keys only seal v2 values; a GCM is ~600 bytes).
@@ -150,8 +153,11 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 	return d, d.init()
 }
 
-// init makes d's v2 ciphers from d.v2.
+// init makes d's v2 ciphers from d.v2, and d.bid from d.id.
 func (d *dataKey) init() error {
+	if n, err := b64.Decode(d.bid[:], []byte(d.id[min(1, len(d.id)):])); err != nil || n != len(d.bid) || len(d.id) != dataKeyIDLen || d.id[0] != 'd' {
+		return fmt.Errorf("fieldcrypt: malformed data key id %q", d.id)
+	}
 	d.v2mac = newSIVMAC(d.v2[32:])
 	enc, err := aes.NewCipher(d.v2[:32])
 	if err != nil {
@@ -215,10 +221,11 @@ func sealWith(a cipher.AEAD, class, keyID, field, value string, nonce []byte) st
 	return s.seal(a, class, keyID, aad(class, field), value, nonce)
 }
 
-// sealV2 returns the v2 stored form of value under dk, naming dk unless
-// keyless (format.go).
+// sealV2 returns the v2 value of value under dk in binary
+// (internal/sealed), naming dk unless keyless: the form the ledger
+// stores in leaves, which it takes as it is (no base64 either way).
 func (s *sealer) sealV2(dk *dataKey, ad []byte, value string, keyless bool) string {
-	s.out = s.appendV2(s.out[:0], dk, ad, value, keyless)
+	s.out = dk.appendV2(s.out[:0], ad, value, keyless)
 	return string(s.out)
 }
 
@@ -227,30 +234,26 @@ func (s *sealer) sealV2(dk *dataKey, ad []byte, value string, keyless bool) stri
 func (s *sealer) sealV2Entry(dk *dataKey, ad []byte, value string, keyless bool) (entry, form string) {
 	s.out = append(appendEntryHead(s.out[:0], value, keyless), value...)
 	head := len(s.out)
-	s.out = s.appendV2(s.out, dk, ad, value, keyless)
+	s.out = dk.appendV2(s.out, ad, value, keyless)
 	entry = string(s.out)
 	return entry, entry[head:]
 }
 
-// appendV2 appends the v2 stored form of value to dst.
-func (s *sealer) appendV2(dst []byte, dk *dataKey, ad []byte, value string, keyless bool) []byte {
-	s.payload = dk.sealV2(s.payload[:0], ad, value)
-	n := base64.RawURLEncoding.EncodedLen(len(s.payload))
-	dst = append(dst, ClassPersonal...)
-	dst = append(dst, ":v2:"...)
+// appendV2 appends the v2 value of value in binary to dst.
+func (d *dataKey) appendV2(dst, ad []byte, value string, keyless bool) []byte {
+	var id []byte
 	if !keyless {
-		dst = append(dst, dk.id...)
+		id = d.bid[:]
 	}
-	dst = append(dst, ':')
-	dst = slices.Grow(dst, n)[:len(dst)+n]
-	base64.RawURLEncoding.Encode(dst[len(dst)-n:], s.payload)
-	return dst
+	return d.sealV2(sealed.AppendBinary(dst, id, nil), ad, value)
 }
 
 // sealer builds stored forms, reusing its scratch buffers across calls.
 type sealer struct {
 	payload, out []byte
 }
+
+var b64 = base64.RawURLEncoding.Strict()
 
 func (s *sealer) seal(a cipher.AEAD, class, keyID string, ad []byte, value string, nonce []byte) string {
 	s.payload = append(s.payload[:0], nonce...)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/auditledger/ledgerd/internal/sealed"
 )
 
 // Entry is what the ledger stores for one event: the event plus what the
@@ -129,6 +131,8 @@ func appendValue(dst []byte, s string, binary bool) ([]byte, bool) {
 		if out, ok := appendSealed(dst, s); ok {
 			return out, true
 		}
+	} else if t, ok := sealed.Text(s); ok {
+		s = t // format 1 holds text only
 	}
 	return appendString(dst, s), false
 }
@@ -193,8 +197,8 @@ func (r *leafReader) string(what string) string {
 	if r.err != nil {
 		return ""
 	}
-	if r.format() == LeafFormatV2 && isSealedBinary(v) {
-		s, ok := sealedText(v)
+	if r.format() == LeafFormatV2 && sealed.MaybeBinary(v) {
+		s, ok := sealed.Text(v)
 		if !ok {
 			r.fail(what + " (encrypted value)")
 		}

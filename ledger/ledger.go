@@ -132,7 +132,9 @@ type Config struct {
 	// maps) in place. Its output is not validated again (that was 3% of
 	// the CPU of batch appends with encryption on): it must keep valid
 	// events valid, which only replacing string values by non-empty
-	// valid UTF-8 does (field sizes are bounded per leaf and per batch
+	// valid UTF-8, or by searchable encrypted values in binary
+	// (internal/sealed: stored in the leaf as they are, read back as
+	// their text), does (field sizes are bounded per leaf and per batch
 	// below). Seal fails with its error.
 	Transform func(events []Event) ([]Event, error)
 

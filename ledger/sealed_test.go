@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/auditledger/ledgerd/internal/sealed"
 )
 
 func sealedForm(id []byte, payload []byte) string {
@@ -103,7 +105,7 @@ func TestSealedLeafCanonical(t *testing.T) {
 		t.Fatalf("format 2 without a binary value: %v, want ErrInvalid", err)
 	}
 	// Cut the binary value's payload below 16 bytes, fixing its length.
-	at := bytes.IndexByte(v2, sealedKeyed)
+	at := bytes.IndexByte(v2, sealed.Keyed)
 	bad := append(bytes.Clone(v2[:at-1]), byte(1+12+15))
 	bad = append(bad, v2[at:at+1+12+15]...)
 	bad = append(bad, v2[at+1+12+24:]...)
@@ -150,4 +152,33 @@ func TestSealedRoundTrip(t *testing.T) {
 			t.Fatalf("%q came back as %q / %q", s, got.Actor.IP, got.Action.Metadata["m"])
 		}
 	})
+}
+
+// TestSealedBinaryHandedOver: an event may hold an encrypted value in
+// binary, as field encryption hands it over; its leaf is the one the
+// text gives, it decodes to the text, and format 1 holds the text.
+func TestSealedBinaryHandedOver(t *testing.T) {
+	for _, id := range [][]byte{nil, bytes.Repeat([]byte{3}, 12)} {
+		payload := bytes.Repeat([]byte{0xfe}, 30)
+		text := sealedForm(id, payload)
+		bin := string(sealed.AppendBinary(nil, id, payload))
+		withText := Entry{Event: testEvent(4), ReceivedAt: 9, KeyID: "k1", Signature: bytes.Repeat([]byte{1}, 32)}
+		withText.Actor.IP = text
+		withText.Action.Metadata = map[string]string{"m": text}
+		withBin := withText
+		withBin.Actor.IP = bin
+		withBin.Action.Metadata = map[string]string{"m": bin}
+
+		leaf := EncodeLeaf(&withBin)
+		if want := EncodeLeaf(&withText); !bytes.Equal(leaf, want) {
+			t.Fatalf("keyed %v: leaf of the binary\n%x\nof the text\n%x", id != nil, leaf, want)
+		}
+		got, err := DecodeLeaf(leaf)
+		if err != nil || got.Actor.IP != text || got.Action.Metadata["m"] != text {
+			t.Fatalf("keyed %v: decoded %+v, %v", id != nil, got, err)
+		}
+		if old := encodeLeaf(&withBin, false); !bytes.Equal(old, encodeLeaf(&withText, false)) {
+			t.Fatalf("keyed %v: format 1 does not hold the text", id != nil)
+		}
+	}
 }

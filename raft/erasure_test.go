@@ -27,12 +27,21 @@ func crypterOn(t testing.TB, tn *testNode, master []byte) *fieldcrypt.Crypter {
 }
 
 // appendEncrypted encrypts evs with c (as the ledger's Transform does)
-// and appends them on tn.
+// and appends them on tn. Append validates what Transform's output
+// skips, so searchable values go in as their text (a leaf round trip),
+// not in the binary Transform hands a ledger: the leaves are the same.
 func appendEncrypted(t testing.TB, tn *testNode, c *fieldcrypt.Crypter, evs []ledger.Event) []ledger.AppendResult {
 	t.Helper()
 	enc, err := c.Transform(evs)
 	if err != nil {
 		t.Fatalf("encrypt on %s: %v", tn.id, err)
+	}
+	for i := range enc {
+		ent, err := ledger.DecodeLeaf(ledger.EncodeLeaf(&ledger.Entry{Event: enc[i]}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc[i] = ent.Event
 	}
 	return appendOn(t, tn, enc)
 }
