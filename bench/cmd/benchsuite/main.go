@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -115,7 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "bench/results", "directory for the JSON reports and the summary")
 	runs := fs.Int("runs", 3, "runs of each benchmark")
 	isLong := fs.Bool("long", false, "run the long suite (minutes per benchmark)")
-	only := fs.String("only", "", "run only the benchmarks whose name contains this")
+	only := fs.String("only", "", "run only the benchmarks whose name matches this regular expression (a plain word: contains it)")
+	settle := fs.Duration("settle", 5*time.Second, "before each run, flush the page cache to disk (sync) and wait this long")
 	extra := fs.String("args", "", "extra ledgerctl bench arguments for every run (space separated), e.g. --unsafe-nosync")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -125,6 +127,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *isLong {
 		items, suite = long(), "long"
 	}
+	onlyRE, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("--only: %w", err)
+	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
@@ -132,11 +138,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The runs go in rounds, every benchmark once per round, so that the
 	// machine's drift over the suite (10–20% within an hour on a shared
 	// VM) falls on every benchmark alike; comparisons between them, like
-	// encryption's cost, would otherwise compare different hours.
+	// encryption's cost, would otherwise compare different hours. Every
+	// other round runs them in reverse order: a run right after a heavy
+	// one (the disk still writing back the gigabytes it wrote) was
+	// slower, and with a fixed order encrypted appends always followed
+	// the 3-node cluster and their baseline always followed them. And
+	// before each run the page cache is synced and the machine left to
+	// settle (--settle).
 	var results []result
 	var itemArgs [][]string
 	for _, it := range items {
-		if *only != "" && !strings.Contains(it.name, *only) {
+		if !onlyRE.MatchString(it.name) {
 			continue
 		}
 		args := it.args
@@ -153,9 +165,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	failed := 0
 	for k := 1; k <= *runs && ctx.Err() == nil; k++ {
-		for i := range results {
+		for j := range results {
 			if ctx.Err() != nil {
 				break
+			}
+			i := j
+			if k%2 == 0 {
+				i = len(results) - 1 - j
+			}
+			if *settle > 0 {
+				syscall.Sync()
+				select {
+				case <-time.After(*settle):
+				case <-ctx.Done():
+					continue
+				}
 			}
 			res, it := &results[i], results[i].item
 			argv := append([]string{"bench"}, itemArgs[i]...)
@@ -185,7 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				it.name, k, rep.EventsPerSecond, rep.OpsPerSecond, rep.LatencyMs.P50, rep.LatencyMs.P99, rep.LostEvents, path)
 		}
 	}
-	md := summary(suite, stamp, *runs, results)
+	md := summary(suite, stamp, *runs, *settle, results)
 	path := filepath.Join(*out, stamp+"-summary.md")
 	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
 		return err
@@ -256,7 +280,7 @@ func spread(rs []report, f func(*report) float64, format string) string {
 	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, v[0], v[len(v)-1])
 }
 
-func summary(suite, stamp string, runs int, results []result) string {
+func summary(suite, stamp string, runs int, settle time.Duration, results []result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmark suite %s, %s UTC\n\n", suite, stamp)
 	for _, r := range results {
@@ -266,7 +290,7 @@ func summary(suite, stamp string, runs int, results []result) string {
 			break
 		}
 	}
-	fmt.Fprintf(&b, "Each benchmark ran %d times, in rounds of one run of each: the median, then the range (min–max) of the runs. ", runs)
+	fmt.Fprintf(&b, "Each benchmark ran %d times, in rounds of one run of each (every other round in reverse order; the page cache synced and %s of rest before each run): the median, then the range (min–max) of the runs. ", runs, settle)
 	b.WriteString("Latency is in milliseconds, from the intended send time; fsync on unless the command says --unsafe-nosync. ")
 	b.WriteString("Server CPU is the ledgerd process(es)' CPU time over the measured phase divided by the events (a figure that stays comparable on a busy machine); RSS is their peak. Load is the one-minute load average when each run started (2 CPUs: above 1 the machine was shared and throughput and latency suffer).\n\n")
 	b.WriteString("| benchmark | target | events/s | ops/s | p50 | p99 | p99.9 | server CPU µs/event | server RSS MiB | load at start | lost | result |\n")
