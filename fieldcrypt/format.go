@@ -166,11 +166,20 @@ func validKeyID(id string) bool {
 		}
 		return true
 	case len(id) == dataKeyIDLen && id[0] == 'd':
-		var b [12]byte
-		n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(id[1:]))
-		return err == nil && n == len(b)
+		_, ok := dataKeyIDBytes(id)
+		return ok
 	}
 	return false
+}
+
+// dataKeyIDBytes is the 12 bytes a data key id names, or false when id
+// is not a data key id.
+func dataKeyIDBytes(id string) (b [sealed.IDBytes]byte, ok bool) {
+	if len(id) != dataKeyIDLen || id[0] != 'd' {
+		return b, false
+	}
+	n, err := b64.Decode(b[:], []byte(id[1:]))
+	return b, err == nil && n == len(b)
 }
 
 func aad(class, field string) []byte {

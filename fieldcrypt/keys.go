@@ -155,9 +155,11 @@ func openDataKey(id string, raw []byte) (*dataKey, error) {
 
 // init makes d's v2 ciphers from d.v2, and d.bid from d.id.
 func (d *dataKey) init() error {
-	if n, err := b64.Decode(d.bid[:], []byte(d.id[min(1, len(d.id)):])); err != nil || n != len(d.bid) || len(d.id) != dataKeyIDLen || d.id[0] != 'd' {
+	bid, ok := dataKeyIDBytes(d.id)
+	if !ok {
 		return fmt.Errorf("fieldcrypt: malformed data key id %q", d.id)
 	}
+	d.bid = bid
 	d.v2mac = newSIVMAC(d.v2[32:])
 	enc, err := aes.NewCipher(d.v2[:32])
 	if err != nil {
