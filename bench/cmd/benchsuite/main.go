@@ -269,11 +269,7 @@ func spread(rs []report, f func(*report) float64, format string) string {
 	for i := range rs {
 		v[i] = f(&rs[i])
 	}
-	slices.Sort(v)
-	med := v[len(v)/2]
-	if len(v)%2 == 0 {
-		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
+	med := median(v)
 	if len(v) == 1 {
 		return fmt.Sprintf(format, med)
 	}
@@ -360,9 +356,18 @@ func encryptionCost(results []result) string {
 		costs[i] = 1 - with[i].EventsPerSecond/without[i].EventsPerSecond
 		fmt.Fprintf(&b, "%.1f%% (+%.1f µs/event), ", 100*costs[i], with[i].ServerCPUPerEv-without[i].ServerCPUPerEv)
 	}
-	slices.Sort(costs)
-	fmt.Fprintf(&b, "median %.1f%%.\n", 100*costs[n/2])
+	fmt.Fprintf(&b, "median %.1f%%.\n", 100*median(costs))
 	return b.String()
+}
+
+// median sorts v and returns its median (the mean of the middle two of
+// an even count).
+func median(v []float64) float64 {
+	slices.Sort(v)
+	if len(v)%2 == 0 {
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.0f GiB RAM", float64(b)/(1<<30)) }
