@@ -165,13 +165,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	failed := 0
 	for k := 1; k <= *runs && ctx.Err() == nil; k++ {
-		for j := range results {
+		for _, i := range roundOrder(k, len(results)) {
 			if ctx.Err() != nil {
 				break
-			}
-			i := j
-			if k%2 == 0 {
-				i = len(results) - 1 - j
 			}
 			if *settle > 0 {
 				syscall.Sync()
@@ -223,6 +219,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d run(s) failed", failed)
 	}
 	return nil
+}
+
+// roundOrder is the order of n benchmarks in round k (from 1): as
+// listed in odd rounds, reversed in even ones.
+func roundOrder(k, n int) []int {
+	order := make([]int, n)
+	for j := range order {
+		order[j] = j
+		if k%2 == 0 {
+			order[j] = n - 1 - j
+		}
+	}
+	return order
 }
 
 // configWrapper writes config to a temporary file and a script that
