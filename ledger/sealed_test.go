@@ -35,6 +35,7 @@ func TestSealedValuesInBinary(t *testing.T) {
 		{"keyless", sealedForm(nil, p40), true},
 		{"keyed", sealedForm(id12, p40), true},
 		{"shortest", canonical16, true},
+		{"length prefix shrinks", sealedForm(id12, bytes.Repeat([]byte{5}, 90)), true}, // text ≥ 128 bytes, binary < 128
 		{"payload under 16 bytes", sealedForm(nil, p16[:15]), false},
 		{"trailing bits", badBits, false},
 		{"line break", sealedForm(nil, p40)[:20] + "\n" + sealedForm(nil, p40)[20:], false},
@@ -130,7 +131,7 @@ func TestSealedRoundTrip(t *testing.T) {
 			if rapid.Bool().Draw(t, "keyed") {
 				id = rapid.SliceOfN(rapid.Byte(), 12, 12).Draw(t, "id")
 			}
-			s = sealedForm(id, rapid.SliceOfN(rapid.Byte(), 0, 80).Draw(t, "payload"))
+			s = sealedForm(id, rapid.SliceOfN(rapid.Byte(), 0, 200).Draw(t, "payload"))
 			if rapid.Bool().Draw(t, "damaged") && len(s) > 8 {
 				i := rapid.IntRange(7, len(s)-1).Draw(t, "at")
 				s = s[:i] + rapid.SampledFrom([]string{"", "=", "\n", "A", "é", ":"}).Draw(t, "with") + s[i+1:]
