@@ -56,10 +56,10 @@ const (
 	formatVersion  = "v1"
 	formatV2       = "v2"
 	nonceSize      = 12
-	sivSize        = 16
+	sivSize        = sealed.MinPayload // a v2 payload is at least its siv
 	tagSize        = 16
-	fieldKeyIDLen  = 25 // "f" + 24 hex
-	dataKeyIDLen   = 17 // "d" + 16 base64url
+	fieldKeyIDLen  = 25            // "f" + 24 hex
+	dataKeyIDLen   = sealed.IDText // "d" + 16 base64url
 )
 
 // Placeholders returned instead of a value a caller may not see.
