@@ -680,6 +680,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	out := make([]ledger.Event, len(events))
 	var rnd nonces
 	var sl sealer
+	var fb formBatch
 	tally := c.formUse.start()
 	defer c.formUse.finish(&tally)
 	for i := range events {
@@ -690,6 +691,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			dk = dks[i]
 		}
 		named := false // a v2 field of this event names dk
+		fb.begin(dk)
 		for j := range c.cfg.plan {
 			f := &c.cfg.plan[j]
 			p := f.get(e)
@@ -700,12 +702,13 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			case dk == nil:
 				*p = sl.seal(cur.aead, f.class, cur.id, f.aad, *p, rnd.next())
 			case f.searchable:
-				*p = c.searchableForm(&sl, &tally, dk, f, *p, named)
+				c.searchableForm(&sl, &fb, &tally, f, p, named)
 				named = true
 			default:
 				*p = sl.seal(dk.aead(), f.class, dk.id, f.aad, *p, rnd.next())
 			}
 		}
+		fb.flush()
 		if sealMeta != nil && sealMeta[i] {
 			var m map[string]string
 			for k, v := range e.Action.Metadata {
@@ -730,22 +733,23 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 	return out, nil
 }
 
-// searchableForm is the deterministic (v2) stored form of value in field
-// under dk, remembered per data key unless the field's values rarely
-// repeat (formuse.go); keyless when an earlier field of the event names
-// dk.
-func (c *Crypter) searchableForm(sl *sealer, t *formTally, dk *dataKey, f *plannedField, value string, keyless bool) string {
+// searchableForm sets *p to the deterministic (v2) stored form of its
+// value in field f under the event's data key (fb's), from the key's
+// cached forms unless the field's values rarely repeat (formuse.go);
+// a form made to cache is set when fb flushes. keyless: an earlier field
+// of the event names the key.
+func (c *Crypter) searchableForm(sl *sealer, fb *formBatch, t *formTally, f *plannedField, p *string, keyless bool) {
 	if !c.formUse.use(t, f.index) {
-		return sl.sealV2(dk, f.aad, value, keyless)
+		*p = sl.sealV2(fb.dk, f.aad, *p, keyless)
+		return
 	}
-	if s, ok := dk.forms.get(f.index, value, keyless); ok {
+	if s, ok := fb.get(f.index, *p, keyless); ok {
 		t.hits[f.index]++
-		return s
+		*p = s
+		return
 	}
 	t.misses[f.index]++
-	entry, s := sl.sealV2Entry(dk, f.aad, value, keyless)
-	dk.forms.put(f.index, entry)
-	return s
+	fb.add(p, f.index, f.aad, *p, keyless)
 }
 
 // measure returns a lower bound of the encoded size of e's leaf, and

@@ -119,27 +119,30 @@ func subjectPrefix(lookup string) []byte {
 	return append(k, '/')
 }
 
-// dataKey is a per-subject data key. Tens of thousands stay cached, and
-// the GC marks every object they point to in every cycle: with
-// encryption on, the key caches made GC marking cost ~2.8 times as much
-// per event as without. So a key is three objects (itself, its id and
-// its AES block) plus one string per cached form: key material and HMAC
-// states are arrays in the struct, and the v1 nonce key is derived when
-// used (only StoredForms needs it).
+// dataKey is a per-subject data key. Thousands stay cached, and the GC
+// scans each of them, and marks every object it points to, in every
+// cycle: with encryption on, the key caches made GC marking cost ~2.8
+// times as much per event as without. So a key is four objects (itself,
+// its id, its AES block and the string of its cached forms), its pointer
+// fields come first (the GC scans an object only up to its last
+// pointer: here the first 80 of ~500 bytes), and key material and HMAC
+// states are arrays after them; the v1 nonce key is derived when used
+// (only StoredForms needs it).
 type dataKey struct {
-	id  string
-	bid [sealed.IDBytes]byte // id in binary, for v2 values in binary
-	raw [32]byte
+	id    string
+	v2enc cipher.Block
 	// AES-256-GCM of v1 values and of non-searchable fields: made on
 	// first use (most keys only seal v2 values; a GCM is ~600 bytes).
-	gcmOnce sync.Once
 	gcm     cipher.AEAD
 	forms   formCache
+	gcmOnce sync.Once
+	bid     [sealed.IDBytes]byte // id in binary, for v2 values in binary
+	raw     [32]byte
 	// v2 (format.go): the enc and mac keys derived from raw (kept so
 	// that the second tier reopens a key without the derivation: two
-	// thirds of the ~2 µs), the CTR cipher and the mac key's HMAC states.
+	// thirds of the ~2 µs), the CTR cipher above and the mac key's HMAC
+	// states.
 	v2    [64]byte
-	v2enc cipher.Block
 	v2mac sivMAC
 }
 
@@ -231,16 +234,6 @@ func (s *sealer) sealV2(dk *dataKey, ad []byte, value string, keyless bool) stri
 	return string(s.out)
 }
 
-// sealV2Entry is sealV2 for a form to cache: it returns the formCache
-// entry and the form, which is the entry's tail (one allocation).
-func (s *sealer) sealV2Entry(dk *dataKey, ad []byte, value string, keyless bool) (entry, form string) {
-	s.out = append(appendEntryHead(s.out[:0], value, keyless), value...)
-	head := len(s.out)
-	s.out = dk.appendV2(s.out, ad, value, keyless)
-	entry = string(s.out)
-	return entry, entry[head:]
-}
-
 // appendV2 appends the v2 value of value in binary to dst.
 func (d *dataKey) appendV2(dst, ad []byte, value string, keyless bool) []byte {
 	var id []byte
@@ -268,72 +261,6 @@ func (s *sealer) seal(a cipher.AEAD, class, keyID string, ad []byte, value strin
 	s.out = slices.Grow(s.out, n)[:len(s.out)+n]
 	base64.RawURLEncoding.Encode(s.out[len(s.out)-n:], s.payload)
 	return string(s.out)
-}
-
-// formCache remembers the stored forms of searchable values under one
-// data key: the last two values of each event field (a subject's actor
-// id is the same in all its events, its ip and user agent rarely change;
-// a field whose values keep changing, like a session id, misses without
-// evicting the others). An entry is one string, so one object for the
-// GC to mark (a struct of value and form was three):
-//
-//	keyless (0 or 1) || uvarint(len(value)) || value || form
-//
-// The lock is held for a copy of two string headers; batches are
-// transformed by their own goroutines and rarely share a subject at the
-// same instant.
-type formCache struct {
-	mu    sync.Mutex
-	slots [2 * numEncryptable]string
-}
-
-// get returns the cached form of value in the field with index fi.
-func (f *formCache) get(fi int, value string, keyless bool) (string, bool) {
-	f.mu.Lock()
-	a, b := f.slots[2*fi], f.slots[2*fi+1]
-	f.mu.Unlock()
-	if form, ok := entryForm(a, value, keyless); ok {
-		return form, true
-	}
-	return entryForm(b, value, keyless)
-}
-
-// put caches an entry of sealV2Entry, moving the field's last one to its
-// second slot.
-func (f *formCache) put(fi int, entry string) {
-	f.mu.Lock()
-	f.slots[2*fi+1] = f.slots[2*fi]
-	f.slots[2*fi] = entry
-	f.mu.Unlock()
-}
-
-func appendEntryHead(dst []byte, value string, keyless bool) []byte {
-	flag := byte(0)
-	if keyless {
-		flag = 1
-	}
-	return binary.AppendUvarint(append(dst, flag), uint64(len(value)))
-}
-
-// entryForm returns entry's form if entry is value's, keyless or not.
-func entryForm(entry, value string, keyless bool) (string, bool) {
-	if len(entry) < 2 || (entry[0] == 1) != keyless {
-		return "", false
-	}
-	var n uint64
-	i := 1
-	for shift := 0; i < len(entry) && shift < 64; shift += 7 {
-		c := entry[i]
-		i++
-		n |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			break
-		}
-	}
-	if n != uint64(len(value)) || len(entry)-i < len(value) || entry[i:i+len(value)] != value {
-		return "", false
-	}
-	return entry[i+len(value):], true
 }
 
 // nonces hands out fresh random nonces, reading the system's random

@@ -93,37 +93,98 @@ func BenchmarkOpenDataKey(b *testing.B) {
 	}
 }
 
-// TestFormCacheEntries: an entry answers for its own value and
-// keylessness only, whatever the value's length.
+// TestFormCacheEntries: an entry answers for its own field, value and
+// keylessness only, whatever the value's length; its form is sealV2's;
+// a key keeps the newest formsPerField values of each field.
 func TestFormCacheEntries(t *testing.T) {
 	dk, err := openDataKey("dAAAAAAAAAAAAAAAA", bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sl sealer
+	var fb formBatch
 	long := strings.Repeat("x", 300) // a two-byte length
 	for _, v := range []string{"a", "abc", long} {
 		for _, keyless := range []bool{false, true} {
-			entry, form := sl.sealV2Entry(dk, []byte("ad"), v, keyless)
-			if want := sl.sealV2(dk, []byte("ad"), v, keyless); form != want {
-				t.Fatalf("%.8q keyless %v: form %q, sealV2 %q", v, keyless, form, want)
+			dk.forms.store("")
+			fb.begin(dk)
+			if _, ok := fb.get(3, v, keyless); ok {
+				t.Fatalf("%.8q keyless %v: cached before it was added", v, keyless)
 			}
-			var fc formCache
-			fc.put(3, entry)
-			if got, ok := fc.get(3, v, keyless); !ok || got != form {
+			var field string
+			fb.add(&field, 3, []byte("ad"), v, keyless)
+			if field != "" {
+				t.Fatal("field set before flush")
+			}
+			fb.flush()
+			if want := sl.sealV2(dk, []byte("ad"), v, keyless); field != want {
+				t.Fatalf("%.8q keyless %v: form %q, sealV2 %q", v, keyless, field, want)
+			}
+			fb.begin(dk)
+			if got, ok := fb.get(3, v, keyless); !ok || got != field {
 				t.Errorf("%.8q keyless %v: get = %q, %v", v, keyless, got, ok)
 			}
 			for _, miss := range []struct {
 				v       string
 				keyless bool
 			}{{v, !keyless}, {v + "c", keyless}, {v[:len(v)-1], keyless}, {"", keyless}} {
-				if got, ok := fc.get(3, miss.v, miss.keyless); ok {
+				if got, ok := fb.get(3, miss.v, miss.keyless); ok {
 					t.Errorf("%.8q keyless %v: get(%.8q, %v) = %q", v, keyless, miss.v, miss.keyless, got)
 				}
 			}
-			if _, ok := fc.get(2, v, keyless); ok {
-				t.Error("another field's slot answered")
+			if _, ok := fb.get(2, v, keyless); ok {
+				t.Error("another field's entry answered")
 			}
+		}
+	}
+	// Newest first, formsPerField per field: of field 3's values only
+	// the last two added remain, and field 5's one entry is kept.
+	fb.begin(dk)
+	var f5 string
+	fb.add(&f5, 5, []byte("ad5"), "five", false)
+	fb.flush()
+	for _, v := range []string{"p", "q", "r"} {
+		fb.begin(dk)
+		var f string
+		fb.add(&f, 3, []byte("ad"), v, false)
+		fb.flush()
+	}
+	fb.begin(dk)
+	for v, want := range map[string]bool{"p": false, "q": true, "r": true, long: false} {
+		if _, ok := fb.get(3, v, false); ok != want {
+			t.Errorf("field 3 value %.8q cached: %v, want %v", v, ok, want)
+		}
+	}
+	if got, ok := fb.get(5, "five", false); !ok || got != f5 {
+		t.Errorf("field 5: %q, %v", got, ok)
+	}
+}
+
+// TestFormEntriesMalformed: a cache string cut anywhere parses as the
+// entries before the cut, without a panic.
+func TestFormEntriesMalformed(t *testing.T) {
+	dk, err := openDataKey("dAAAAAAAAAAAAAAAA", bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fb formBatch
+	fb.begin(dk)
+	var a, b string
+	fb.add(&a, 1, []byte("ad"), strings.Repeat("v", 200), false)
+	fb.add(&b, 2, []byte("ad"), "w", true)
+	fb.flush()
+	s := dk.forms.load()
+	for cut := range len(s) {
+		n := 0
+		for at := 0; ; n++ {
+			e, ok := nextFormEntry(s[:cut], at)
+			if !ok {
+				break
+			}
+			at = e.end
+		}
+		if n > 1 {
+			t.Fatalf("cut at %d of %d: %d entries", cut, len(s), n)
 		}
 	}
 }
