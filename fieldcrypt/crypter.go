@@ -101,6 +101,9 @@ type coldKey struct {
 	id  [dataKeyIDLen]byte
 	raw [32]byte
 	v2  [64]byte
+	// The key's recent reopenings from the second tier (admit.go).
+	reopened uint8
+	epoch    uint16
 }
 
 // putCold remembers a key in a tier (the second cache tier or the learnt
@@ -198,6 +201,7 @@ type Crypter struct {
 	creator  *creator      // coalesces data key creations (subjects.go)
 	index    *subjectIndex // lookups with a data key; nil: scan (subjects.go)
 	formUse  formUse       // which fields' forms are worth caching (formuse.go)
+	events   atomic.Uint64 // transformed, for the epochs of admit.go
 	// metaClasses caches metadata keys' classes ("" for none); the
 	// configuration never changes, so neither do they.
 	metaClasses atomic.Pointer[map[string]string]
@@ -486,23 +490,27 @@ func (c *Crypter) loadDataKey(id string) (*dataKey, error) {
 func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen != gen {
-		return
+	if c.gen == gen {
+		c.cacheDataKeyLocked(subject, dk)
 	}
+}
+
+func (c *Crypter) cacheDataKeyLocked(subject string, dk *dataKey) {
 	if len(c.byID) >= maxCached {
 		evictHalf(c.byID)
 	}
 	c.byID[dk.id] = dk
-	if subject != "" {
-		if len(c.bySubject) >= maxCached {
-			evictHalf(c.bySubject)
-		}
-		c.bySubject[subject] = dk
-		k := c.subjectTierKey(subject)
-		if _, ok := c.cold[k]; !ok {
-			if ck, ok := coldOf(dk); ok {
-				putCold(c.cold, k, ck)
-			}
+	if subject == "" {
+		return
+	}
+	if len(c.bySubject) >= maxCached {
+		evictHalf(c.bySubject)
+	}
+	c.bySubject[subject] = dk
+	k := c.subjectTierKey(subject)
+	if _, ok := c.cold[k]; !ok {
+		if ck, ok := coldOf(dk); ok {
+			putCold(c.cold, k, ck)
 		}
 	}
 }
@@ -538,11 +546,11 @@ func (c *Crypter) subjectKeys(ctx context.Context, cur *fieldKey, subjects []str
 	if len(missing) == 0 {
 		return out, nil
 	}
-	var create []string
+	var create, reopened []string
 	for _, s := range missing {
 		if dk := c.coldSubjectKey(gen, s); dk != nil {
 			out[s] = dk
-			c.cacheDataKey(gen, s, dk)
+			reopened = append(reopened, s)
 			continue
 		}
 		dk, err := c.lookupSubjectKey(cur, s)
@@ -555,6 +563,9 @@ func (c *Crypter) subjectKeys(ctx context.Context, cur *fieldKey, subjects []str
 		}
 		out[s] = dk
 		c.cacheDataKey(gen, s, dk)
+	}
+	if len(reopened) > 0 {
+		c.admit(gen, reopened, out)
 	}
 	if len(create) == 0 {
 		return out, nil
@@ -677,6 +688,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			}
 		}
 	}
+	c.events.Add(uint64(len(events)))
 	out := make([]ledger.Event, len(events))
 	var rnd nonces
 	var sl sealer

@@ -379,7 +379,7 @@ func (c *Crypter) commitBatch(ctx context.Context, b *createBatch) {
 	}
 	for _, x := range b.items {
 		if x.dk != nil && x.fk == cur {
-			c.cacheDataKey(gen, x.key.subject, x.dk)
+			c.cacheNewDataKey(gen, x.key.subject, x.dk)
 		}
 	}
 }
