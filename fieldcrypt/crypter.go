@@ -622,11 +622,26 @@ func (c *Crypter) classOf(name string, meta bool) (class string, ok bool) {
 }
 
 // Transform encrypts the configured fields of events and returns the
-// encrypted copies; it is the ledger's Config.Transform. Events with a
-// data subject have every encrypted field under the subject's data key
-// (so an erasure covers them); events without one use the current field
-// key.
+// encrypted copies (TransformEach, collected). Events with a data
+// subject have every encrypted field under the subject's data key (so an
+// erasure covers them); events without one use the current field key.
 func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
+	out := make([]ledger.Event, len(events))
+	err := c.TransformEach(events, func(i int, e *ledger.Event) error {
+		out[i] = *e
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TransformEach encrypts the configured fields of events, as Transform,
+// and hands each encrypted event to seal in turn (valid only during the
+// call), stopping at seal's first error: the ledger's Config.Transform.
+// It does not modify events.
+func (c *Crypter) TransformEach(events []ledger.Event, seal func(i int, e *ledger.Event) error) error {
 	// Refuse what the ledger would refuse anyway before any key is
 	// written: bad input changes nothing. Plaintext sizes are a lower
 	// bound of the encoded, encrypted sizes.
@@ -641,18 +656,18 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 			sealMeta[i] = true
 		}
 		if n > ledger.MaxEventBytes {
-			return nil, fmt.Errorf("%w: event %d is more than %d bytes encoded; at most %d", ledger.ErrTooLarge, i, n, ledger.MaxEventBytes)
+			return fmt.Errorf("%w: event %d is more than %d bytes encoded; at most %d", ledger.ErrTooLarge, i, n, ledger.MaxEventBytes)
 		}
 		total += n
 	}
 	if total > ledger.MaxBatchBytes {
-		return nil, fmt.Errorf("%w: batch is more than %d bytes encoded; at most %d", ledger.ErrTooLarge, total, ledger.MaxBatchBytes)
+		return fmt.Errorf("%w: batch is more than %d bytes encoded; at most %d", ledger.ErrTooLarge, total, ledger.MaxBatchBytes)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	cur, err := c.currentKey(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The data key of each event's subject: from the cache under one
 	// lock, the rest looked up or created together.
@@ -679,7 +694,7 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 		if len(missing) > 0 {
 			keys, err := c.subjectKeys(ctx, cur, missing)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			for i := range events {
 				if dks[i] == nil {
@@ -689,15 +704,14 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 		}
 	}
 	c.events.Add(uint64(len(events)))
-	out := make([]ledger.Event, len(events))
+	e := new(ledger.Event) // one for the batch: its address goes to f.get, and would escape
 	var rnd nonces
 	var sl sealer
 	var fb formBatch
 	tally := c.formUse.start()
 	defer c.formUse.finish(&tally)
 	for i := range events {
-		out[i] = events[i]
-		e := &out[i] // not a copy: its address goes to f.get, and would escape
+		*e = events[i]
 		var dk *dataKey
 		if dks != nil {
 			dk = dks[i]
@@ -741,8 +755,11 @@ func (c *Crypter) Transform(events []ledger.Event) ([]ledger.Event, error) {
 				e.Action.Metadata = m
 			}
 		}
+		if err := seal(i, e); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // searchableForm sets *p to the deterministic (v2) stored form of its

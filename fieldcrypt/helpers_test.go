@@ -68,7 +68,7 @@ func newEnvOn(t testing.TB, st *ledger.Store, cfg Config, mk []byte, old ...[]by
 	s, _ := note.NewSigner(skey)
 	v, _ := note.NewVerifier(vkey)
 	ring, _ := ledger.NewKeyring(randKey(t))
-	l, err := ledger.New(ledger.Config{Store: st, Origin: "test.example/log", Signer: s, HMAC: ring, Transform: c.Transform, Logger: quiet()})
+	l, err := ledger.New(ledger.Config{Store: st, Origin: "test.example/log", Signer: s, HMAC: ring, Transform: c.TransformEach, Logger: quiet()})
 	if err != nil {
 		return nil, err
 	}

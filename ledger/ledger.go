@@ -127,16 +127,21 @@ type Config struct {
 	NewID func() string
 
 	// Transform, when set, rewrites a batch after it is validated and
-	// before it is sealed (field encryption): it returns the events to
-	// seal, and must not modify the caller's events (or their metadata
-	// maps) in place. Its output is not validated again (that was 3% of
+	// before it is sealed (field encryption): it calls seal once for each
+	// event, in order, with the event to seal in its place (valid only
+	// during the call), stops at seal's first error, and returns it. It
+	// must not modify the caller's events (or their metadata maps) in
+	// place: callers retry batches (self-audit) or forward them (a
+	// cluster follower). Handing events over one at a time, instead of
+	// returning a rewritten copy of the batch, saves a ~300 kB slice per
+	// batch of 1000. Its events are not validated again (that was 3% of
 	// the CPU of batch appends with encryption on): it must keep valid
 	// events valid, which only replacing string values by non-empty
 	// valid UTF-8, or by searchable encrypted values in binary
 	// (internal/sealed: stored in the leaf as they are, read back as
 	// their text), does (field sizes are bounded per leaf and per batch
 	// below). Seal fails with its error.
-	Transform func(events []Event) ([]Event, error)
+	Transform func(events []Event, seal func(i int, e *Event) error) error
 
 	Logger *slog.Logger
 }
@@ -283,26 +288,32 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 			return nil, 0, batchFieldError(len(events), i, err)
 		}
 	}
-	if l.cfg.Transform != nil {
-		var err error
-		if events, err = l.cfg.Transform(events); err != nil {
-			return nil, 0, err
-		}
-	}
 	now := l.cfg.Now().UnixNano()
 	leaves := make([][]byte, len(events))
 	total := 0
-	for i := range events {
-		e := Entry{Event: events[i], ReceivedAt: now}
+	seal := func(i int, ev *Event) error {
+		e := Entry{Event: *ev, ReceivedAt: now}
 		if e.ID == "" {
 			e.ID = l.cfg.NewID()
 		}
 		leaf := l.cfg.HMAC.sealLeaf(&e)
 		if len(leaf) > MaxEventBytes {
-			return nil, 0, fmt.Errorf("%w: event %d is %d bytes encoded; at most %d", ErrTooLarge, i, len(leaf), MaxEventBytes)
+			return fmt.Errorf("%w: event %d is %d bytes encoded; at most %d", ErrTooLarge, i, len(leaf), MaxEventBytes)
 		}
 		total += len(leaf)
 		leaves[i] = leaf
+		return nil
+	}
+	if l.cfg.Transform != nil {
+		if err := l.cfg.Transform(events, seal); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		for i := range events {
+			if err := seal(i, &events[i]); err != nil {
+				return nil, 0, err
+			}
+		}
 	}
 	if total > MaxBatchBytes {
 		return nil, 0, fmt.Errorf("%w: batch is %d bytes encoded; at most %d", ErrTooLarge, total, MaxBatchBytes)

@@ -210,11 +210,11 @@ func configuredAdminToken(file string) (string, error) {
 }
 
 // transform is the ledger's Transform: field encryption, or nil.
-func (s *security) transform() func([]ledger.Event) ([]ledger.Event, error) {
+func (s *security) transform() func([]ledger.Event, func(int, *ledger.Event) error) error {
 	if s == nil || s.crypter == nil {
 		return nil
 	}
-	return s.crypter.Transform
+	return s.crypter.TransformEach
 }
 
 // securityServerOptions starts self-audit and returns the gRPC server
