@@ -62,6 +62,20 @@ func openTestLedger(t testing.TB, dir string, keys testKeys, opts StoreOptions) 
 	return l, st
 }
 
+// storedEntry decodes the leaf at index.
+func storedEntry(t testing.TB, st *Store, index uint64) *Entry {
+	t.Helper()
+	leaf, err := st.Leaf(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := DecodeLeaf(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func closeLedger(t testing.TB, l *Ledger, st *Store) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -525,14 +525,7 @@ func TestLargeBatchKeepsItsOrder(t *testing.T) {
 	}
 	prev := ""
 	for i, r := range res {
-		leaf, err := st.Leaf(r.Index)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := DecodeLeaf(leaf)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := storedEntry(t, st, r.Index)
 		if r.Index != uint64(i) || e.ID != r.ID || e.Actor.ID != in[i].Actor.ID {
 			t.Fatalf("event %d: index %d, id %s (leaf's %s), actor %s", i, r.Index, r.ID, e.ID, e.Actor.ID)
 		}

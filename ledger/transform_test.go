@@ -44,15 +44,7 @@ func TestTransformHandsEventsToSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range res {
-		leaf, err := st.Leaf(r.Index)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := DecodeLeaf(leaf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := "t:" + events[i].Actor.ID; e.Actor.ID != want {
+		if e, want := storedEntry(t, st, r.Index), "t:"+events[i].Actor.ID; e.Actor.ID != want {
 			t.Errorf("entry %d: actor %q, want %q", i, e.Actor.ID, want)
 		}
 		if strings.HasPrefix(events[i].Actor.ID, "t:") {
