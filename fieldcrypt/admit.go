@@ -61,10 +61,7 @@ func (c *Crypter) cacheNewDataKey(gen, subject string, dk *dataKey) {
 	if c.gen != gen {
 		return
 	}
-	if len(c.byID) >= maxCached {
-		evictHalf(c.byID)
-	}
-	c.byID[dk.id] = dk
+	c.cacheByIDLocked(dk)
 	if ck, ok := coldOf(dk); ok {
 		ck.reopened, ck.epoch = 1, epoch
 		putCold(c.cold, c.subjectTierKey(subject), ck)

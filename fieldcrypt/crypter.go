@@ -496,10 +496,7 @@ func (c *Crypter) cacheDataKey(gen, subject string, dk *dataKey) {
 }
 
 func (c *Crypter) cacheDataKeyLocked(subject string, dk *dataKey) {
-	if len(c.byID) >= maxCached {
-		evictHalf(c.byID)
-	}
-	c.byID[dk.id] = dk
+	c.cacheByIDLocked(dk)
 	if subject == "" {
 		return
 	}
@@ -513,6 +510,14 @@ func (c *Crypter) cacheDataKeyLocked(subject string, dk *dataKey) {
 			putCold(c.cold, k, ck)
 		}
 	}
+}
+
+// cacheByIDLocked remembers dk by its id. The caller holds c.mu.
+func (c *Crypter) cacheByIDLocked(dk *dataKey) {
+	if len(c.byID) >= maxCached {
+		evictHalf(c.byID)
+	}
+	c.byID[dk.id] = dk
 }
 
 // coldSubjectKey opens subject's data key from the second tier, or

@@ -16,8 +16,9 @@ import (
 // and marking them was most of encryption's GC cost). Entries, newest
 // first:
 //
-//	field index (1 byte) || keyless (0 or 1) || uvarint(len(value)) || value || uvarint(len(form)) || form
+//	field index (1 byte) || keyless (0 or 1) || len(value) (2 bytes) || len(form) (2 bytes) || value || form
 //
+// (lengths little-endian; longer values are not cached).
 // Transform reads the string once per event and writes it at most once
 // per event (formBatch); the lock is held for copying a string header.
 // Two batches that add forms to one key at the same instant may lose one
@@ -76,23 +77,16 @@ func nextFormEntry(s string, at int) (e formEntry, ok bool) {
 // lookupForm returns the form of value in field fi, keyless or not,
 // cached in s.
 func lookupForm(s string, fi int, value string, keyless bool) (string, bool) {
-	flag := byte(0)
-	if keyless {
-		flag = 1
-	}
-	for at := 0; len(s)-at >= formHead; {
-		h := s[at : at+formHead]
-		vn, fn := int(h[2])|int(h[3])<<8, int(h[4])|int(h[5])<<8
-		i := at + formHead
-		if len(s)-i < vn+fn {
+	for at := 0; ; {
+		e, ok := nextFormEntry(s, at)
+		if !ok {
 			return "", false
 		}
-		if int(h[0]) == fi && h[1] == flag && s[i:i+vn] == value {
-			return s[i+vn : i+vn+fn], true
+		if e.fi == fi && e.keyless == keyless && e.value == value {
+			return e.form, true
 		}
-		at = i + vn + fn
+		at = e.end
 	}
-	return "", false
 }
 
 // appendFormEntry appends the entry of value's v2 form under dk in field

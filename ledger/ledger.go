@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,6 +308,10 @@ func (l *Ledger) Seal(events []Event) ([][]byte, int, error) {
 	if l.cfg.Transform != nil {
 		if err := l.cfg.Transform(events, seal); err != nil {
 			return nil, 0, err
+		}
+		// A Transform that skipped an event would commit an empty leaf.
+		if i := slices.IndexFunc(leaves, func(b []byte) bool { return b == nil }); i >= 0 {
+			return nil, 0, fmt.Errorf("ledger: transform did not seal event %d", i)
 		}
 	} else {
 		for i := range events {
